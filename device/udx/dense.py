@@ -1,0 +1,132 @@
+# Fully connected layers, streamed from the open blob in tiles of output rows.
+# Pure-Python kernels: they run on every MicroPython and CircuitPython build. Faster (viper, ulab)
+# kernels will sit beside these and must give the same integers.
+from udx.blob import field, int_field, read_exact
+from udx.errors import FormatError
+
+
+def _tensor(tensors, name, dtype, shape, what):
+    t = tensors.get(name)
+    if t is None:
+        raise FormatError("%s: tensor %r missing" % (what, name))
+    if t[2] != dtype or t[3] != shape:
+        raise FormatError("%s: tensor %r is %s%r, expected %s%r" % (what, name, t[2], t[3], dtype, shape))
+    return t[0]
+
+
+class DenseI8:
+    """int8 dense layer: y = clamp(requant(W x + b) + zero), W stored offset-binary (int8 + 128).
+
+    Offset-binary weights read unsigned from a bytearray, so no per-MAC sign extension is needed:
+    sum(w*x) = sum((w+128)*x) - 128*sum(x), and sum(x) is taken once per layer.
+    Integer contract (checked by the host reference): every intermediate stays inside int32.
+    """
+
+    def __init__(self, entry, tensors, what):
+        self.n = entry["in"][0]
+        self.m = entry["out"][0]
+        self.w = _tensor(tensors, "w", "u8", [self.m, self.n], what)
+        self.b = _tensor(tensors, "b", "i32", [self.m], what)
+        self.q = _tensor(tensors, "q", "u32", [self.m], what)
+        self.zero = int_field(entry, "zero", -128, 127, what)
+        act = entry.get("act")
+        if act not in (None, "relu"):
+            raise FormatError("%s: unknown activation %r" % (what, act))
+        self.lo = self.zero if act == "relu" else -128
+        self.rows = 1
+        self.macs = self.n * self.m
+
+    def scratch_bytes(self):
+        """(smallest, whole-layer) scratch in bytes: one output row needs n weights + bias + multiplier."""
+        row = self.n + 8
+        return row, row * self.m
+
+    def bind(self, scratch_len):
+        """Fix the tile height (output rows per read) for a scratch of `scratch_len` bytes."""
+        self.rows = min(self.m, scratch_len // (self.n + 8))
+
+    def forward(self, f, x, y, scratch, trace):
+        n = self.n
+        m = self.m
+        xs = 0
+        for i in range(n):
+            xs += x[i]
+        xs <<= 7
+        zero = self.zero
+        lo = self.lo
+        mv = memoryview(scratch)
+        row = 0
+        while row < m:
+            r = m - row if m - row < self.rows else self.rows
+            wn = r * n
+            f.seek(self.w + row * n)
+            read_exact(f, mv[:wn], "dense weights")
+            f.seek(self.b + row * 4)
+            read_exact(f, mv[wn:wn + 4 * r], "dense bias")
+            f.seek(self.q + row * 4)
+            read_exact(f, mv[wn + 4 * r:wn + 8 * r], "dense multipliers")
+            for j in range(r):
+                acc = 0
+                base = j * n
+                for i in range(n):
+                    acc += scratch[base + i] * x[i]
+                k = wn + 4 * j
+                acc += (scratch[k] | (scratch[k + 1] << 8) | (scratch[k + 2] << 16)
+                        | (((scratch[k + 3] ^ 0x80) - 0x80) << 24)) - xs
+                k += 4 * r
+                mult = scratch[k] | (scratch[k + 1] << 8)
+                s = scratch[k + 2]
+                # (acc * mult) >> s, rounded half up, split in 16-bit halves so nothing leaves int32.
+                v = (((acc >> 16) * mult + (((acc & 0xFFFF) * mult) >> 16) + (1 << (s - 17))) >> (s - 16)) + zero
+                y[row + j] = lo if v < lo else (127 if v > 127 else v)
+            row += r
+            if trace:
+                trace()
+
+
+class DenseF32:
+    """float32 dense layer: y = W x + b (optionally ReLU). Floats are single precision on MCUs,
+    double on the unix port, so results match the host to a tolerance, not bit for bit."""
+
+    def __init__(self, entry, tensors, what):
+        self.n = entry["in"][0]
+        self.m = entry["out"][0]
+        self.w = _tensor(tensors, "w", "f32", [self.m, self.n], what)
+        self.b = _tensor(tensors, "b", "f32", [self.m], what)
+        act = entry.get("act")
+        if act not in (None, "relu"):
+            raise FormatError("%s: unknown activation %r" % (what, act))
+        self.relu = act == "relu"
+        self.rows = 1
+        self.macs = self.n * self.m
+
+    def scratch_bytes(self):
+        row = 4 * (self.n + 1)
+        return row, row * self.m
+
+    def bind(self, scratch_len):
+        self.rows = min(self.m, scratch_len // (4 * (self.n + 1)))
+
+    def forward(self, f, x, y, scratch, trace):
+        n = self.n
+        m = self.m
+        mv = memoryview(scratch)  # indexes float32 elements
+        row = 0
+        while row < m:
+            r = m - row if m - row < self.rows else self.rows
+            wn = r * n
+            f.seek(self.w + row * n * 4)
+            read_exact(f, mv[:wn], "dense weights", 4 * wn)
+            f.seek(self.b + row * 4)
+            read_exact(f, mv[wn:wn + r], "dense bias", 4 * r)
+            for j in range(r):
+                acc = scratch[wn + j]
+                base = j * n
+                for i in range(n):
+                    acc += scratch[base + i] * x[i]
+                if self.relu and acc < 0.0:
+                    acc = 0.0
+                y[row + j] = acc
+            row += r
+            if trace:
+                trace()

@@ -1,0 +1,158 @@
+# Model: opens a .dxb blob, checks it, plans RAM inside a budget, then streams the layers
+# from the file on every predict(). Peak heap = two activation buffers + one scratch buffer +
+# small per-layer plans, whatever the model's size.
+import array
+import gc
+
+from udx import blob
+from udx.dense import DenseI8, DenseF32
+from udx.errors import FormatError, UnsupportedLayerError, BudgetError, InputShapeError
+
+# (kind, dtype) -> layer class. A new kernel is one class with the same four methods plus one line here.
+KERNELS = {
+    ("dense", "i8"): DenseI8,
+    ("dense", "f32"): DenseF32,
+}
+
+DEFAULT_SCRATCH = 16384   # bytes of weight scratch when no budget is given
+ACT_ITEM = {"i8": 1, "f32": 4}
+
+
+class Model:
+    """A .dxb model streamed from flash.
+
+    Model(path, budget=None): `budget` is the RAM in bytes the runtime may hold for activations and
+    weight scratch (the interpreter, udx's code and the parsed header come on top, see docs). With no
+    budget, the scratch is the whole largest layer or DEFAULT_SCRATCH bytes, whichever is smaller.
+    Raises FormatError (or a subclass) for a bad blob and BudgetError if the model cannot fit.
+    """
+
+    def __init__(self, path, budget=None):
+        self._f = open(path, "rb")
+        try:
+            self._open(budget)
+        except Exception:
+            self._f.close()
+            raise
+        self.trace = None   # optional callable, run after every tile (used to sample the heap)
+
+    def _open(self, budget):
+        f = self._f
+        size = blob.file_size(f)
+        h = blob.read_header(f, size)
+        self.header = h
+        self.name = h.get("model", "")
+        self.labels = h.get("labels") or []
+        inp = blob.field(h, "input", dict, "header")
+        out = blob.field(h, "output", dict, "header")
+        self.dtype = blob.field(inp, "dtype", str, "input")
+        if self.dtype not in ACT_ITEM:
+            raise UnsupportedLayerError("input dtype %r is not supported (i8, f32)" % self.dtype)
+        in_shape, self.n_in = blob.shape_field(inp, "shape", "input")
+        out_shape, self.n_out = blob.shape_field(out, "shape", "output")
+        entries = blob.field(h, "layers", list, "header")
+        if not entries:
+            raise FormatError("header: model has no layers")
+        self.layers = []
+        prev, act_max = in_shape, self.n_in
+        smin = sfull = 0
+        for i, e in enumerate(entries):
+            what = "layer %d" % i
+            kind = blob.field(e, "kind", str, what)
+            dtype = blob.field(e, "dtype", str, what)
+            cls = KERNELS.get((kind, dtype))
+            if cls is None:
+                raise UnsupportedLayerError("%s: no kernel for %s/%s in this udx (has: %s)"
+                                            % (what, kind, dtype, ", ".join("%s/%s" % k for k in KERNELS)))
+            if dtype != self.dtype:
+                raise UnsupportedLayerError("%s: dtype %s differs from the model's %s" % (what, dtype, self.dtype))
+            s_in, n_in = blob.shape_field(e, "in", what)
+            s_out, n_out = blob.shape_field(e, "out", what)
+            if s_in != prev:
+                raise FormatError("%s: input shape %r does not follow %r" % (what, s_in, prev))
+            prev = s_out
+            act_max = max(act_max, n_out)
+            tensors = blob.read_record(f, size, e, what)
+            for name, t in tensors.items():   # every payload CRC is checked once, before any big allocation
+                blob.check_payload(f, t[0], t[1], t[4], what + " tensor " + name)
+            layer = cls(e, tensors, what)
+            lo, hi = layer.scratch_bytes()
+            smin, sfull = max(smin, lo), max(sfull, hi)
+            self.layers.append(layer)
+        if prev != out_shape:
+            raise FormatError("output shape %r does not match the last layer's %r" % (out_shape, prev))
+        item = ACT_ITEM[self.dtype]
+        self.act_bytes = (2 * act_max + self.n_out) * item
+        # Arrays are built from a zeroed bytes object of their size, so each briefly needs twice its size:
+        # count them double. The i8 scratch is a bytearray (no copy); the f32 one is an array.
+        fixed = 2 * self.act_bytes
+        per = 1 if self.dtype == "i8" else 2
+        if budget is None:
+            scratch = min(sfull, max(smin, DEFAULT_SCRATCH))
+        else:
+            room = (budget - fixed) // per
+            if room < smin:
+                need = fixed + per * smin
+                raise BudgetError(
+                    "model needs at least %d bytes (activations %d + one output row of the widest layer %d) "
+                    "but the budget is %d: short by %d bytes; raise the budget or narrow the widest layer"
+                    % (need, fixed, per * smin, budget, need - budget))
+            scratch = min(sfull, room)
+        self.scratch_bytes = scratch
+        self.budget_bytes = fixed + per * scratch
+        for layer in self.layers:
+            layer.bind(scratch)
+        gc.collect()
+        if self.dtype == "i8":
+            self._a = array.array("b", bytes(act_max))
+            self._b = array.array("b", bytes(act_max))
+            self._out = array.array("b", bytes(self.n_out))
+            self._scratch = bytearray(scratch)
+        else:
+            self._a = array.array("f", bytes(4 * act_max))
+            self._b = array.array("f", bytes(4 * act_max))
+            self._out = array.array("f", bytes(4 * self.n_out))
+            self._scratch = array.array("f", bytes(scratch - scratch % 4))
+        self.macs = sum(layer.macs for layer in self.layers)
+
+    def predict(self, x):
+        """Run one inference on `x` (n_in values: int8 for i8 models, floats for f32 models).
+
+        Returns the output array (int8 logits or floats). The array is reused by the next call:
+        copy it to keep it.
+        """
+        if len(x) != self.n_in:
+            raise InputShapeError("input has %d values, the model expects %d" % (len(x), self.n_in))
+        a, b = self._a, self._b
+        if self.dtype == "i8":
+            for i in range(self.n_in):
+                v = x[i]
+                if v < -128 or v > 127:
+                    raise InputShapeError("input[%d]=%d is outside int8 [-128, 127]; quantize first" % (i, v))
+                a[i] = v
+        else:
+            for i in range(self.n_in):
+                a[i] = x[i]
+        trace = self.trace
+        for layer in self.layers:
+            layer.forward(self._f, a, b, self._scratch, trace)
+            a, b = b, a
+        out = self._out
+        for i in range(self.n_out):
+            out[i] = a[i]
+        return out
+
+    def quantize(self, values):
+        """Float input -> int8 list with the blob's input scale and zero point (round half to even)."""
+        inp = self.header["input"]
+        s, z = inp["scale"], inp["zero"]
+        return [max(-128, min(127, int(round(v / s)) + z)) for v in values]
+
+    def close(self):
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,21 @@
+"""Constants of the .dxb format v1 (docs/format.md). The device copy is device/udx/blob.py."""
+import numpy as np
+
+MAGIC = b"uDXB"
+MAJOR, MINOR = 1, 0
+PREAMBLE = "<4sBBHII"          # magic, major, minor, flags, header length, header CRC32
+PREAMBLE_SIZE = 16
+RECORD_PREFIX = "<II"          # record meta length, meta CRC32
+MAX_HEADER = 32768
+MAX_META = 4096
+ALIGN = 4
+
+# blob dtype name -> little-endian numpy dtype
+DTYPES = {"u8": np.dtype("u1"), "i8": np.dtype("i1"), "i32": np.dtype("<i4"), "u32": np.dtype("<u4"),
+          "f32": np.dtype("<f4")}
+NP_TO_DTYPE = {v: k for k, v in DTYPES.items()}
+
+
+def align(n: int) -> int:
+    """n rounded up to the payload alignment (bytes)."""
+    return (n + ALIGN - 1) // ALIGN * ALIGN

@@ -1,0 +1,149 @@
+"""Read and check a .dxb blob on the host, independently of the device's decoder (uses msgpack-python).
+
+Raises the same error classes as the device (FormatError, TruncatedError, ChecksumError, VersionError,
+UnsupportedLayerError) so both sides can be tested against the same bad blobs.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgpack
+import numpy as np
+
+from microdx.blob_format import DTYPES, MAGIC, MAJOR, MAX_HEADER, MAX_META, PREAMBLE, PREAMBLE_SIZE, RECORD_PREFIX
+from microdx.errors import ChecksumError, FormatError, TruncatedError, UnsupportedLayerError, VersionError
+from microdx.ir import Graph, Layer
+from microdx.ops import OPS
+
+KIND_DTYPES = {("dense", "i8"), ("dense", "f32")}
+
+
+@dataclass
+class Blob:
+    header: dict
+    graph: Graph
+    size: int                 # bytes
+    record_bytes: list[int]   # bytes of each layer record
+
+
+def _crc(data) -> int:
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def _unpack(raw: bytes, what: str):
+    try:
+        return msgpack.unpackb(raw, raw=False, strict_map_key=True, max_str_len=len(raw), max_bin_len=0,
+                               max_array_len=len(raw), max_map_len=len(raw), max_ext_len=0)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, UnicodeDecodeError) as e:
+        raise FormatError(f"{what}: not valid msgpack ({e})") from None
+
+
+def _field(d, key, kind, what):
+    v = d.get(key) if isinstance(d, dict) else None
+    if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+        raise FormatError(f"{what}: field '{key}' missing or not {kind.__name__}")
+    return v
+
+
+def _int(d, key, lo, hi, what):
+    v = _field(d, key, int, what)
+    if not lo <= v <= hi:
+        raise FormatError(f"{what}: {key}={v} outside [{lo}, {hi}]")
+    return v
+
+
+def _shape(d, key, what):
+    shape = _field(d, key, list, what)
+    if not 1 <= len(shape) <= 4 or not all(isinstance(x, int) and 1 <= x <= 1 << 20 for x in shape):
+        raise FormatError(f"{what}: bad shape {key}={shape!r}")
+    return tuple(shape)
+
+
+def parse(data: bytes) -> Blob:
+    """Check every part of a blob held in memory and return its header and Graph."""
+    size = len(data)
+    if size < PREAMBLE_SIZE:
+        raise TruncatedError(f"file is {size} bytes, shorter than the {PREAMBLE_SIZE}-byte preamble")
+    magic, major, minor, _flags, hlen, hcrc = struct.unpack_from(PREAMBLE, data)
+    if magic != MAGIC:
+        raise FormatError(f"not a .dxb blob: magic is {magic!r}, expected {MAGIC!r}")
+    if major != MAJOR:
+        raise VersionError(f"blob format {major}.{minor}; this reader reads format {MAJOR}.x only (update microdx)")
+    if hlen > size - PREAMBLE_SIZE:
+        raise TruncatedError(f"header claims {hlen} bytes but the file has {size - PREAMBLE_SIZE} after the preamble")
+    if hlen > MAX_HEADER:
+        raise FormatError(f"header claims {hlen} bytes, more than the {MAX_HEADER}-byte limit")
+    raw = data[PREAMBLE_SIZE:PREAMBLE_SIZE + hlen]
+    if _crc(raw) != hcrc:
+        raise ChecksumError("header CRC32 mismatch: the file is corrupt")
+    header = _unpack(raw, "header")
+    if not isinstance(header, dict):
+        raise FormatError("header is not a map")
+    inp = _field(header, "input", dict, "header")
+    out = _field(header, "output", dict, "header")
+    in_shape = _shape(inp, "shape", "input")
+    layers, record_bytes = [], []
+    for i, e in enumerate(_field(header, "layers", list, "header")):
+        what = f"layer {i}"
+        kind, dtype = _field(e, "kind", str, what), _field(e, "dtype", str, what)
+        if (kind, dtype) not in KIND_DTYPES:
+            raise UnsupportedLayerError(f"{what}: no kernel for {kind}/{dtype}")
+        off = _int(e, "off", 0, size, what)
+        rlen = _int(e, "len", 8, size - off, what)
+        tensors = _read_record(data, off, rlen, what)
+        attrs = {k: e[k] for k in ("act", "zero", "scale") if k in e}
+        name = tensors.pop("__name__")
+        layers.append(Layer(kind, name, dtype, tensors, attrs))
+        record_bytes.append(rlen)
+    if not layers:
+        raise FormatError("header: model has no layers")
+
+    def q(spec):
+        return (float(spec["scale"]), int(spec["zero"])) if "scale" in spec else None
+
+    graph = Graph(str(header.get("model", "")), in_shape, layers, list(header.get("labels") or []),
+                  out.get("post"), q(inp), q(out))
+    return Blob(header, graph, size, record_bytes)
+
+
+def _read_record(data: bytes, off: int, rlen: int, what: str) -> dict:
+    if rlen < 8:
+        raise TruncatedError(f"{what}: record too short")
+    mlen, mcrc = struct.unpack_from(RECORD_PREFIX, data, off)
+    if mlen > rlen - 8 or mlen > MAX_META:
+        raise FormatError(f"{what}: record meta claims {mlen} bytes (record {rlen}, limit {MAX_META})")
+    raw = data[off + 8:off + 8 + mlen]
+    if _crc(raw) != mcrc:
+        raise ChecksumError(f"{what}: record meta CRC32 mismatch: the file is corrupt")
+    meta = _unpack(raw, f"{what} record meta")
+    tensors = {"__name__": str(_field(meta, "name", str, what))}
+    for t in _field(meta, "tensors", list, what):
+        name = _field(t, "name", str, what)
+        tw = f"{what} tensor {name}"
+        dtype = _field(t, "dtype", str, tw)
+        if dtype not in DTYPES:
+            raise FormatError(f"{tw}: unknown dtype {dtype!r}")
+        shape = _shape(t, "shape", tw)
+        toff = _int(t, "off", 8 + mlen, rlen, tw)
+        tlen = _int(t, "len", 0, rlen - toff, tw)
+        if toff % 4:
+            raise FormatError(f"{tw}: payload offset {toff} is not 4-byte aligned")
+        need = int(np.prod(shape)) * DTYPES[dtype].itemsize
+        if tlen != need:
+            raise FormatError(f"{tw}: {tlen} bytes but shape {list(shape)} of {dtype} needs {need}")
+        payload = data[off + toff:off + toff + tlen]
+        if _crc(payload) != _field(t, "crc", int, tw):
+            raise ChecksumError(f"{tw}: payload CRC32 mismatch: the file is corrupt (re-copy the blob)")
+        tensors[name] = np.frombuffer(payload, dtype=DTYPES[dtype]).reshape(shape).copy()
+    return tensors
+
+
+def read(path) -> Blob:
+    """Read and check the blob at `path`."""
+    return parse(Path(path).read_bytes())
+
+
+assert set(k for k, _ in KIND_DTYPES) <= set(OPS)

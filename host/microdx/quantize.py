@@ -1,0 +1,36 @@
+"""Full-integer int8 quantization of a float Graph, calibrated on representative inputs."""
+from __future__ import annotations
+
+import numpy as np
+
+from microdx.errors import QuantizationError
+from microdx.ir import Graph
+from microdx.ops import op
+
+
+def act_qparams(lo: float, hi: float) -> tuple[float, int]:
+    """Asymmetric per-tensor int8 (scale, zero point) covering [lo, hi] and 0."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    scale = (hi - lo) / 255.0 if hi > lo else 1.0
+    zero = int(np.clip(round(-128 - lo / scale), -128, 127))
+    return scale, zero
+
+
+def quantize_graph(graph: Graph, calib_x: np.ndarray) -> tuple[Graph, list[str]]:
+    """int8 Graph (per-row symmetric weights, per-tensor activations calibrated on `calib_x`).
+
+    calib_x: (N, inputs) float array of representative inputs (a few hundred is plenty).
+    Returns the quantized graph and notes about choices the user should know of.
+    """
+    x = np.asarray(calib_x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1:] != tuple(graph.input_shape) or len(x) == 0:
+        raise QuantizationError(f"calibration data has shape {x.shape}; need (N, {graph.input_shape[0]}) with N > 0")
+    in_q = act_qparams(x.min(), x.max())
+    cur_q, h, layers, notes = in_q, x, [], []
+    for layer in graph.layers:
+        kind = op(layer.kind)
+        h = kind.forward_float(layer, h)
+        qlayer, cur_q, layer_notes = kind.quantize(layer, cur_q, act_qparams(h.min(), h.max()))
+        layers.append(qlayer)
+        notes += layer_notes
+    return graph.copy(layers=layers, input_q=in_q, output_q=cur_q), notes

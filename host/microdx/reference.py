@@ -1,0 +1,52 @@
+"""numpy executors: the float model, and the device's exact integer arithmetic (bit-exact reference)."""
+from __future__ import annotations
+
+import numpy as np
+
+from microdx.errors import InputShapeError
+from microdx.ir import Graph
+from microdx.ops import op
+
+
+def quantize_input(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """Float inputs (N, n) -> int8 with the graph's input scale and zero point (round half to even)."""
+    scale, zero = graph.input_q
+    return np.clip(np.round(np.asarray(x, dtype=np.float64) / scale) + zero, -128, 127).astype(np.int8)
+
+
+def prepare_input(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """Check shape; for int8 graphs quantize float data and range-check integer data."""
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != graph.input_shape[0]:
+        raise InputShapeError(f"input has shape {x.shape}; the model expects (N, {graph.input_shape[0]})")
+    if graph.dtype == "f32":
+        return x.astype(np.float32)
+    if np.issubdtype(x.dtype, np.integer):
+        if x.size and (x.min() < -128 or x.max() > 127):
+            raise InputShapeError(f"integer input outside int8 range: [{x.min()}, {x.max()}]")
+        return x.astype(np.int8)
+    return quantize_input(graph, x)
+
+
+def run(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """Outputs the device produces: int8 logits for i8 graphs, float32 for f32 graphs. x: (N, n)."""
+    h = prepare_input(graph, x)
+    for layer in graph.layers:
+        kind = op(layer.kind)
+        h = kind.forward_i8(layer, h) if layer.dtype == "i8" else kind.forward_f32(layer, h)
+    return h
+
+
+def run_float(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """Float64 outputs of an unquantized graph (the accuracy baseline)."""
+    h = np.asarray(x, dtype=np.float64)
+    for layer in graph.layers:
+        h = op(layer.kind).forward_float(layer, h)
+    return h
+
+
+def accuracy(outputs: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of rows whose argmax equals the label."""
+    return float(np.mean(np.argmax(outputs, axis=1) == np.asarray(y)))
