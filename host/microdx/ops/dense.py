@@ -89,3 +89,10 @@ def forward_i8(layer: Layer, x: np.ndarray) -> np.ndarray:
 def forward_f32(layer: Layer, x: np.ndarray) -> np.ndarray:
     """Float32 reference of the device's f32 kernel (the device accumulates in its native float)."""
     return forward_float(layer, x, np.float32).astype(np.float32)
+
+
+def scratch_bytes(layer: Layer) -> tuple[int, int]:
+    """(one output row, whole layer) of weight scratch the device kernel needs, in bytes (device/udx/dense.py)."""
+    m, n = layer.tensors["w"].shape
+    row = n + 8 if layer.dtype == "i8" else 4 * (n + 1)
+    return row, row * m

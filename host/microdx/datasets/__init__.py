@@ -1,0 +1,1 @@
+"""Loaders for the offline datasets the demos and tools use (never downloaded at run time)."""

@@ -1,0 +1,19 @@
+"""Model importers: file -> float Graph. One module per format; `load` picks one by file extension."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from microdx.errors import MicrodxError
+from microdx.ir import Graph
+
+
+def load(path) -> Graph:
+    """Import the model at `path` (.npz or .onnx) as a float Graph."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npz":
+        from microdx.importers import npz
+        return npz.load(path)
+    if suffix == ".onnx":
+        from microdx.importers import onnx_import
+        return onnx_import.load(path)
+    raise MicrodxError(f"cannot import '{path}': supported model files are .npz and .onnx")

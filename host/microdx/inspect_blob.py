@@ -1,0 +1,41 @@
+"""`microdx inspect`: what a blob holds, layer by layer, and the RAM the device needs to run it."""
+from __future__ import annotations
+
+from microdx import blob_reader, ram
+from microdx.ir import layer_shapes
+from microdx.ops import op
+
+
+def inspect(path) -> dict:
+    """Summary of the blob at `path`: per layer kind, shapes, dtype, bytes, MACs, RAM (bytes)."""
+    blob = blob_reader.read(path)
+    g = blob.graph
+    plan = ram.plan(g)
+    layers = []
+    for layer, (s_in, s_out), rec, mem in zip(g.layers, layer_shapes(g), blob.record_bytes, plan["layers"]):
+        layers.append({"name": layer.name, "kind": layer.kind, "dtype": layer.dtype, "in": list(s_in),
+                       "out": list(s_out), "act": layer.attrs.get("act"), "bytes": rec,
+                       "macs": op(layer.kind).macs(layer),
+                       "ram_min_bytes": mem["act_in"] + mem["act_out"] + mem["row_scratch"],
+                       "ram_one_tile_bytes": mem["act_in"] + mem["act_out"] + mem["full_scratch"]})
+    h = blob.header
+    return {"model": g.name, "format": f"{h.get('producer', '')}", "blob_bytes": blob.size,
+            "input": h["input"], "output": h["output"], "labels": g.labels, "layers": layers,
+            "macs": sum(x["macs"] for x in layers), "min_budget_bytes": plan["min_budget"],
+            "full_budget_bytes": plan["full_budget"], "default_budget_bytes": plan["default_budget"]}
+
+
+def format_table(info: dict) -> str:
+    """Human-readable form of inspect()."""
+    rows = [f"{info['model']}: {info['blob_bytes']:,} bytes, {info['macs']:,} MACs per inference ({info['format']})",
+            f"input {info['input']['shape']} {info['input']['dtype']}, output {info['output']['shape']}"
+            + (f" then {info['output']['post']} on the host" if info['output'].get('post') else ""),
+            "",
+            f"{'#':>2} {'layer':<12} {'kind':<6} {'dtype':<5} {'in':>7} {'out':>7} {'act':<5} {'bytes':>10} {'MACs':>10} "
+            f"{'RAM min':>9} {'RAM 1 tile':>11}"]
+    for i, x in enumerate(info["layers"]):
+        rows.append(f"{i:>2} {x['name'][:12]:<12} {x['kind']:<6} {x['dtype']:<5} {x['in'][0]:>7} {x['out'][0]:>7} "
+                    f"{x['act'] or '-':<5} {x['bytes']:>10,} {x['macs']:>10,} {x['ram_min_bytes']:>9,} {x['ram_one_tile_bytes']:>11,}")
+    rows += ["", f"RAM budget (udx.Model budget=, bytes): min {info['min_budget_bytes']:,}, "
+                 f"default {info['default_budget_bytes']:,}, every layer in one tile {info['full_budget_bytes']:,}"]
+    return "\n".join(rows)

@@ -1,0 +1,31 @@
+"""The device's RAM plan, computed on the host (must agree with device/udx/model.py; a test checks it)."""
+from __future__ import annotations
+
+from microdx.ir import Graph, layer_shapes
+from microdx.ops import op
+
+DEFAULT_SCRATCH = 16384  # bytes; device/udx/model.py DEFAULT_SCRATCH
+
+
+def plan(graph: Graph) -> dict:
+    """Per-layer and whole-model RAM in bytes.
+
+    layers[i]: act_in/act_out (activation bytes), row_scratch (smallest weight tile) and full_scratch.
+    min_budget: the smallest `budget` udx.Model accepts; full_budget: budget with every layer in one tile;
+    default_budget: what udx.Model uses when given no budget.
+    """
+    item = 1 if graph.dtype == "i8" else 4
+    per = 1 if graph.dtype == "i8" else 2   # an f32 scratch array is built from a same-size bytes object
+    shapes = layer_shapes(graph)
+    n_in, n_out = graph.input_shape[0], shapes[-1][1][0]
+    layers, act_max = [], n_in
+    for layer, (s_in, s_out) in zip(graph.layers, shapes):
+        row, full = op(layer.kind).scratch_bytes(layer)
+        layers.append({"act_in": s_in[0] * item, "act_out": s_out[0] * item, "row_scratch": row, "full_scratch": full})
+        act_max = max(act_max, s_out[0])
+    fixed = 2 * (2 * act_max + n_out) * item   # two ping-pong buffers + output, counted double (see device)
+    smin = max(x["row_scratch"] for x in layers)
+    sfull = max(x["full_scratch"] for x in layers)
+    return {"layers": layers, "activation_bytes": fixed, "min_budget": fixed + per * smin,
+            "full_budget": fixed + per * sfull,
+            "default_budget": fixed + per * min(sfull, max(smin, DEFAULT_SCRATCH))}
