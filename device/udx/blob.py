@@ -16,7 +16,7 @@ RECORD_PREFIX = "<II"   # record meta length, meta CRC32
 MAX_HEADER = 32768      # bytes; a header is a few hundred bytes per layer
 MAX_META = 4096         # bytes of one record's msgpack meta
 MAX_DIM = 1 << 20       # elements in one tensor dimension
-CHUNK = 512             # bytes read at a time while checking CRCs (C speed, tiny buffer)
+CHUNK = 256             # bytes read at a time while checking CRCs (C speed, tiny buffer)
 
 DTYPE_SIZE = {"u8": 1, "i8": 1, "i32": 4, "u32": 4, "f32": 4}
 
@@ -95,8 +95,8 @@ def shape_field(d, key, what):
 
 def read_record(f, size, entry, what):
     """Read one layer record's meta; return {tensor name: (absolute offset, bytes, dtype, shape, crc)}."""
-    off = int_field(entry, "off", 0, size, what)
-    rlen = int_field(entry, "len", 8, size - off, what)
+    off = entry["off"]    # checked against the file size by Model before any record is read
+    rlen = entry["len"]
     prefix = bytearray(8)
     f.seek(off)
     read_exact(f, prefix, what + " record prefix")
@@ -127,15 +127,15 @@ def read_record(f, size, entry, what):
     return tensors
 
 
-def check_payload(f, off, nbytes, crc, what):
-    """Stream a payload through a small buffer and compare its CRC32."""
-    buf = bytearray(CHUNK)
+def check_payload(f, off, nbytes, crc, what, buf):
+    """Stream a payload through the small bytearray `buf` and compare its CRC32."""
     mv = memoryview(buf)
+    size = len(buf)
     f.seek(off)
     c = 0
     left = nbytes
     while left:
-        k = CHUNK if left > CHUNK else left
+        k = size if left > size else left
         read_exact(f, mv[:k], what)
         c = binascii.crc32(mv[:k], c)
         left -= k

@@ -5,6 +5,13 @@ from udx.blob import field, int_field, read_exact
 from udx.errors import FormatError
 
 
+def _dims(entry, what):
+    """(inputs, outputs) of a dense layer; its activations are vectors."""
+    if len(entry["in"]) != 1 or len(entry["out"]) != 1:
+        raise FormatError("%s: dense layer needs vector in/out, got %r -> %r" % (what, entry["in"], entry["out"]))
+    return entry["in"][0], entry["out"][0]
+
+
 def _tensor(tensors, name, dtype, shape, what):
     t = tensors.get(name)
     if t is None:
@@ -22,12 +29,8 @@ class DenseI8:
     Integer contract (checked by the host reference): every intermediate stays inside int32.
     """
 
-    def __init__(self, entry, tensors, what):
-        self.n = entry["in"][0]
-        self.m = entry["out"][0]
-        self.w = _tensor(tensors, "w", "u8", [self.m, self.n], what)
-        self.b = _tensor(tensors, "b", "i32", [self.m], what)
-        self.q = _tensor(tensors, "q", "u32", [self.m], what)
+    def __init__(self, entry, what):
+        self.n, self.m = _dims(entry, what)
         self.zero = int_field(entry, "zero", -128, 127, what)
         act = entry.get("act")
         if act not in (None, "relu"):
@@ -36,10 +39,20 @@ class DenseI8:
         self.rows = 1
         self.macs = self.n * self.m
 
+    def attach(self, tensors, what):
+        """Take the file offsets of this layer's tensors (from its record) after checking dtype and shape."""
+        self.w = _tensor(tensors, "w", "u8", [self.m, self.n], what)
+        self.b = _tensor(tensors, "b", "i32", [self.m], what)
+        self.q = _tensor(tensors, "q", "u32", [self.m], what)
+
     def scratch_bytes(self):
         """(smallest, whole-layer) scratch in bytes: one output row needs n weights + bias + multiplier."""
         row = self.n + 8
         return row, row * self.m
+
+    def payload_bytes(self):
+        """Bytes of tensors this layer's record must hold (checked before any buffer is sized from n, m)."""
+        return (self.n + 8) * self.m
 
     def bind(self, scratch_len):
         """Fix the tile height (output rows per read) for a scratch of `scratch_len` bytes."""
@@ -88,11 +101,8 @@ class DenseF32:
     """float32 dense layer: y = W x + b (optionally ReLU). Floats are single precision on MCUs,
     double on the unix port, so results match the host to a tolerance, not bit for bit."""
 
-    def __init__(self, entry, tensors, what):
-        self.n = entry["in"][0]
-        self.m = entry["out"][0]
-        self.w = _tensor(tensors, "w", "f32", [self.m, self.n], what)
-        self.b = _tensor(tensors, "b", "f32", [self.m], what)
+    def __init__(self, entry, what):
+        self.n, self.m = _dims(entry, what)
         act = entry.get("act")
         if act not in (None, "relu"):
             raise FormatError("%s: unknown activation %r" % (what, act))
@@ -100,9 +110,16 @@ class DenseF32:
         self.rows = 1
         self.macs = self.n * self.m
 
+    def attach(self, tensors, what):
+        self.w = _tensor(tensors, "w", "f32", [self.m, self.n], what)
+        self.b = _tensor(tensors, "b", "f32", [self.m], what)
+
     def scratch_bytes(self):
         row = 4 * (self.n + 1)
         return row, row * self.m
+
+    def payload_bytes(self):
+        return 4 * (self.n + 1) * self.m
 
     def bind(self, scratch_len):
         self.rows = min(self.m, scratch_len // (4 * (self.n + 1)))

@@ -6,7 +6,7 @@ import gc
 
 from udx import blob
 from udx.dense import DenseI8, DenseF32
-from udx.errors import FormatError, UnsupportedLayerError, BudgetError, InputShapeError
+from udx.errors import FormatError, TruncatedError, UnsupportedLayerError, BudgetError, InputShapeError
 
 # (kind, dtype) -> layer class. A new kernel is one class with the same four methods plus one line here.
 KERNELS = {
@@ -37,6 +37,8 @@ class Model:
         self.trace = None   # optional callable, run after every tile (used to sample the heap)
 
     def _open(self, budget):
+        # Order matters on a small heap: plan from the header alone, allocate the big buffers while the
+        # heap is least fragmented, and only then read the records (many small objects).
         f = self._f
         size = blob.file_size(f)
         h = blob.read_header(f, size)
@@ -66,21 +68,38 @@ class Model:
                                             % (what, kind, dtype, ", ".join("%s/%s" % k for k in KERNELS)))
             if dtype != self.dtype:
                 raise UnsupportedLayerError("%s: dtype %s differs from the model's %s" % (what, dtype, self.dtype))
-            s_in, n_in = blob.shape_field(e, "in", what)
+            s_in = blob.shape_field(e, "in", what)[0]
             s_out, n_out = blob.shape_field(e, "out", what)
             if s_in != prev:
                 raise FormatError("%s: input shape %r does not follow %r" % (what, s_in, prev))
             prev = s_out
             act_max = max(act_max, n_out)
-            tensors = blob.read_record(f, size, e, what)
-            for name, t in tensors.items():   # every payload CRC is checked once, before any big allocation
-                blob.check_payload(f, t[0], t[1], t[4], what + " tensor " + name)
-            layer = cls(e, tensors, what)
+            layer = cls(e, what)
+            off = blob.int_field(e, "off", 0, 0x7FFFFFFF, what)
+            rlen = blob.int_field(e, "len", 8, 0x7FFFFFFF, what)
+            if off + rlen > size:
+                raise TruncatedError("%s: record of %d bytes at offset %d runs past the end of the file "
+                                          "(%d bytes)" % (what, rlen, off, size))
+            if layer.payload_bytes() > rlen:
+                raise FormatError("%s: %r -> %r needs %d bytes of tensors but its record has %d"
+                                  % (what, s_in, s_out, layer.payload_bytes(), rlen))
             lo, hi = layer.scratch_bytes()
             smin, sfull = max(smin, lo), max(sfull, hi)
             self.layers.append(layer)
         if prev != out_shape:
             raise FormatError("output shape %r does not match the last layer's %r" % (out_shape, prev))
+        self._plan(budget, act_max, smin, sfull)
+        check = bytearray(blob.CHUNK)
+        for i, e in enumerate(entries):
+            what = "layer %d" % i
+            tensors = blob.read_record(f, size, e, what)
+            for name, t in tensors.items():   # every payload CRC is checked once, at open
+                blob.check_payload(f, t[0], t[1], t[4], what + " tensor " + name, check)
+            self.layers[i].attach(tensors, what)
+        self.macs = sum(layer.macs for layer in self.layers)
+
+    def _plan(self, budget, act_max, smin, sfull):
+        """Size the scratch inside `budget` (bytes), raise BudgetError if impossible, then allocate."""
         item = ACT_ITEM[self.dtype]
         self.act_bytes = (2 * act_max + self.n_out) * item
         # Arrays are built from a zeroed bytes object of their size, so each briefly needs twice its size:
@@ -104,16 +123,15 @@ class Model:
             layer.bind(scratch)
         gc.collect()
         if self.dtype == "i8":
+            self._scratch = bytearray(scratch)
             self._a = array.array("b", bytes(act_max))
             self._b = array.array("b", bytes(act_max))
             self._out = array.array("b", bytes(self.n_out))
-            self._scratch = bytearray(scratch)
         else:
+            self._scratch = array.array("f", bytes(scratch - scratch % 4))
             self._a = array.array("f", bytes(4 * act_max))
             self._b = array.array("f", bytes(4 * act_max))
             self._out = array.array("f", bytes(4 * self.n_out))
-            self._scratch = array.array("f", bytes(scratch - scratch % 4))
-        self.macs = sum(layer.macs for layer in self.layers)
 
     def predict(self, x):
         """Run one inference on `x` (n_in values: int8 for i8 models, floats for f32 models).

@@ -85,21 +85,42 @@ def parse(data: bytes) -> Blob:
     inp = _field(header, "input", dict, "header")
     out = _field(header, "output", dict, "header")
     in_shape = _shape(inp, "shape", "input")
-    layers, record_bytes = [], []
+    out_shape = _shape(out, "shape", "output")
+    if _field(inp, "dtype", str, "input") not in ("i8", "f32"):
+        raise UnsupportedLayerError(f"input dtype {inp['dtype']!r} is not supported (i8, f32)")
+    layers, record_bytes, prev = [], [], in_shape
     for i, e in enumerate(_field(header, "layers", list, "header")):
         what = f"layer {i}"
         kind, dtype = _field(e, "kind", str, what), _field(e, "dtype", str, what)
         if (kind, dtype) not in KIND_DTYPES:
             raise UnsupportedLayerError(f"{what}: no kernel for {kind}/{dtype}")
-        off = _int(e, "off", 0, size, what)
-        rlen = _int(e, "len", 8, size - off, what)
+        off = _int(e, "off", 0, 0x7FFFFFFF, what)
+        rlen = _int(e, "len", 8, 0x7FFFFFFF, what)
+        if off + rlen > size:
+            raise TruncatedError(f"{what}: record of {rlen} bytes at offset {off} runs past the end of the file ({size} bytes)")
         tensors = _read_record(data, off, rlen, what)
-        attrs = {k: e[k] for k in ("act", "zero", "scale") if k in e}
         name = tensors.pop("__name__")
+        s_in, s_out = _shape(e, "in", what), _shape(e, "out", what)
+        if s_in != prev:
+            raise FormatError(f"{what}: input shape {list(s_in)} does not follow {list(prev)}")
+        prev = s_out
+        for tname, (tdtype, tshape) in OPS[kind].tensor_spec(dtype, s_in[0], s_out[0]).items():
+            t = tensors.get(tname)
+            if t is None:
+                raise FormatError(f"{what}: tensor '{tname}' missing")
+            if t.dtype != DTYPES[tdtype] or t.shape != tshape:
+                raise FormatError(f"{what}: tensor '{tname}' is {t.dtype}{list(t.shape)}, expected {tdtype}{list(tshape)}")
+        if dtype == "i8":
+            _int(e, "zero", -128, 127, what)
+        if e.get("act") not in (None, "relu"):
+            raise FormatError(f"{what}: unknown activation {e.get('act')!r}")
+        attrs = {k: e[k] for k in ("act", "zero", "scale") if k in e}
         layers.append(Layer(kind, name, dtype, tensors, attrs))
         record_bytes.append(rlen)
     if not layers:
         raise FormatError("header: model has no layers")
+    if prev != out_shape:
+        raise FormatError(f"output shape {list(out_shape)} does not match the last layer's {list(prev)}")
 
     def q(spec):
         return (float(spec["scale"]), int(spec["zero"])) if "scale" in spec else None
@@ -110,8 +131,6 @@ def parse(data: bytes) -> Blob:
 
 
 def _read_record(data: bytes, off: int, rlen: int, what: str) -> dict:
-    if rlen < 8:
-        raise TruncatedError(f"{what}: record too short")
     mlen, mcrc = struct.unpack_from(RECORD_PREFIX, data, off)
     if mlen > rlen - 8 or mlen > MAX_META:
         raise FormatError(f"{what}: record meta claims {mlen} bytes (record {rlen}, limit {MAX_META})")

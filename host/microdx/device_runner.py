@@ -1,5 +1,5 @@
 # MicroPython script (NOT imported by CPython): runs udx on the unix port for microdx's emulator.
-# argv: device_dir blob inputs outputs count budget(-1 = none)
+# argv: blob inputs outputs count budget(-1 = none); udx is found through MICROPYPATH.
 # Inputs/outputs are raw little-endian arrays, one row per inference. Prints one JSON line of stats;
 # on a udx error prints {"error": class, "message": text} and exits with status 2.
 import sys
@@ -10,9 +10,8 @@ import array
 
 gc.collect()
 BASE = gc.mem_alloc()
-device_dir, blob, inputs, outputs, count, budget = sys.argv[1:7]
+blob, inputs, outputs, count, budget = sys.argv[1:6]
 count, budget = int(count), int(budget)
-sys.path.insert(0, device_dir)
 import udx  # noqa: E402
 
 gc.collect()

@@ -38,8 +38,10 @@ def quantize_multiplier(M: float) -> tuple[int, int]:
     s = MULT_BITS - exp
     m = round(frac * 2**MULT_BITS)
     if m == 2**MULT_BITS:                       # rounding reached the next power of two
-        m //= 2
-        s -= 1
+        if s > SHIFT_MIN:
+            m, s = m // 2, s - 1
+        else:                                   # M a hair under 1/8: the largest m is the closest we have
+            m -= 1
     if s > SHIFT_MAX:                           # tiny multiplier: keep the largest shift, lose precision
         m = round(M * 2.0**SHIFT_MAX)
         s = SHIFT_MAX

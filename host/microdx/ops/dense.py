@@ -96,3 +96,10 @@ def scratch_bytes(layer: Layer) -> tuple[int, int]:
     m, n = layer.tensors["w"].shape
     row = n + 8 if layer.dtype == "i8" else 4 * (n + 1)
     return row, row * m
+
+
+def tensor_spec(dtype: str, n: int, m: int) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Blob tensors of a dense layer with n inputs and m outputs: name -> (blob dtype, shape)."""
+    if dtype == "i8":
+        return {"w": ("u8", (m, n)), "b": ("i32", (m,)), "q": ("u32", (m,))}
+    return {"w": ("f32", (m, n)), "b": ("f32", (m,))}

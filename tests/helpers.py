@@ -1,0 +1,96 @@
+"""Helpers shared by the tests: random models, blobs, and running MicroPython snippets."""
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import msgpack
+import numpy as np
+
+from microdx import blob_writer, emulator
+from microdx.blob_format import PREAMBLE, PREAMBLE_SIZE, align
+from microdx.ir import canonicalize
+from microdx.quantize import quantize_graph
+
+
+def random_graph(sizes, seed=0, name="rand"):
+    """Float MLP with ReLU between layers; weights ~ N(0, 1/fan_in)."""
+    rng = np.random.default_rng(seed)
+    ops = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        ops.append(("dense", f"fc{i}", {"w": rng.normal(size=(b, a)) / np.sqrt(a), "b": rng.normal(size=b) * 0.1}))
+        if i < len(sizes) - 2:
+            ops.append(("relu", f"relu{i}", {}))
+    return canonicalize(name, (sizes[0],), ops)
+
+
+def random_int8(sizes, seed=0, n_calib=64):
+    """(int8 graph, float calibration inputs) of a random MLP."""
+    g = random_graph(sizes, seed)
+    x = np.random.default_rng(seed + 1).normal(size=(n_calib, sizes[0]))
+    return quantize_graph(g, x)[0], x
+
+
+def write_blob(path, graph):
+    blob_writer.write(graph, path)
+    return path
+
+
+def rewrite_header(data: bytes, mutate) -> bytes:
+    """Blob bytes with its header map changed by `mutate(header)`, CRC and record offsets kept consistent."""
+    _, major, minor, flags, hlen, _ = struct.unpack_from(PREAMBLE, data)
+    header = msgpack.unpackb(data[PREAMBLE_SIZE:PREAMBLE_SIZE + hlen])
+    old_start = align(PREAMBLE_SIZE + hlen)
+    mutate(header)
+    for _ in range(4):   # offsets change the header length, which changes the offsets
+        raw = msgpack.packb(header)
+        delta = align(PREAMBLE_SIZE + len(raw)) - old_start
+        for e in header["layers"]:
+            e["off"] = e.setdefault("_off0", e["off"]) + delta
+        clean = {**header, "layers": [{k: v for k, v in e.items() if k != "_off0"} for e in header["layers"]]}
+        raw = msgpack.packb(clean)
+        if align(PREAMBLE_SIZE + len(raw)) - old_start == delta:
+            break
+    pre = struct.pack(PREAMBLE, b"uDXB", major, minor, flags, len(raw), zlib.crc32(raw) & 0xFFFFFFFF)
+    body = pre + raw
+    return body + bytes(align(len(body)) - len(body)) + data[old_start:]
+
+
+def run_mpy(code: str, tmp_path, heap: int = 1 << 20, args=()):
+    """Run MicroPython `code` (udx importable) and return its stdout lines parsed as JSON where possible."""
+    script = tmp_path / "snippet.py"
+    script.write_text(code)
+    proc = emulator.run_script(script, args, heap=heap)
+    if proc.returncode != 0:
+        raise AssertionError(f"micropython failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    out = []
+    for line in proc.stdout.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            out.append(line)
+    return out
+
+
+# MicroPython snippet: open each blob listed in the file argv[1] and print the error class and message.
+OPEN_EACH = """
+import sys, json
+import udx
+with open(sys.argv[1]) as listing:
+    for line in listing:
+        path = line.strip()
+        try:
+            m = udx.Model(path)
+            m.close()
+            print(json.dumps({"ok": path}))
+        except udx.UdxError as e:
+            print(json.dumps({"error": type(e).__name__, "message": str(e)}))
+"""
+
+
+def open_each(paths, tmp_path, heap):
+    """Open every blob in `paths` with udx.Model under MicroPython; one result dict per path."""
+    listing = tmp_path / "blobs.txt"
+    listing.write_text("".join(f"{p}\n" for p in paths))
+    return run_mpy(OPEN_EACH, tmp_path, heap=heap, args=[listing])
