@@ -68,3 +68,13 @@ def test_host_ram_plan_matches_device(tmp_path):
         with pytest.raises(DeviceError, match="short by 1 bytes") as e:
             emulator.run(blob, x, budget=plan["min_budget"] - 1)
         assert e.value.kind == "BudgetError"
+
+
+def test_py_sources_and_mpy_give_the_same_integers(tmp_path):
+    """Users may copy the .py files instead of .mpy: same code, compiled on the device instead of by mpy-cross."""
+    g, _ = random_int8([40, 30, 6], seed=21)
+    blob = write_blob(tmp_path / "m.dxb", g)
+    x = extreme_inputs(40, np.random.default_rng(5), count=10)
+    ref = reference.run(g, x)
+    assert np.array_equal(emulator.run(blob, x, board="rp2040", source=True).outputs, ref)
+    assert np.array_equal(emulator.run(blob, x, board="rp2040").outputs, ref)

@@ -92,7 +92,7 @@ def run(blob_path, x: np.ndarray, board: str = "unix", heap: int | None = None, 
         fin.write_bytes(x.astype(x.dtype.newbyteorder("<")).tobytes())
         proc = run_script(RUNNER, [Path(blob_path).resolve(), fin, fout, len(x), -1 if budget is None else budget],
                           heap=heap, source=source)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        lines = [ln for ln in proc.stdout.split("\n") if ln.startswith("{")]
         result = json.loads(lines[-1]) if lines else {}
         if "error" in result:
             raise DeviceError(result["error"], result["message"])
