@@ -53,16 +53,19 @@ def run(board: str = "rp2040", out_dir=None) -> dict:
 
 def format_report(r: dict) -> str:
     """Human-readable demo report."""
+    def row(label, value):
+        return f"  {label:<36} {value}"
+
     return "\n".join([
         f"microdx demo: {r['task']}; {r['model']}",
         f"  data: JapaneseVowels from the sktime 1.2.0 wheel, standard split {r['train']} train / {r['test']} test",
-        f"  float accuracy (test, numpy)         {r['float_accuracy']:.4f}",
-        f"  int8 accuracy (host reference)       {r['accuracy']:.4f}",
-        f"  int8 accuracy (emulated {r['board']:<8})    {r['device_accuracy']:.4f}   "
-        f"outputs differing from host: {r['mismatches']}/{r['test']}",
-        f"  blob size                            {r['blob_bytes']:,} bytes (float32 weights {r['float32_bytes']:,} bytes)",
-        f"  device heap: udx code {r['runtime_heap_bytes']:,} bytes, peak {r['peak_heap_bytes']:,} bytes "
-        f"(of the board's {r['heap_bytes']:,})",
-        f"  device time: {r['wall_s']:.3f} s for {r['test']} inferences (unix port on this PC, not MCU speed)",
+        row("float accuracy (test, numpy)", f"{r['float_accuracy']:.4f}"),
+        row("int8 accuracy (host reference)", f"{r['accuracy']:.4f}"),
+        row(f"int8 accuracy (emulated {r['board']})",
+            f"{r['device_accuracy']:.4f}   outputs differing from host: {r['mismatches']}/{r['test']}"),
+        row("blob size", f"{r['blob_bytes']:,} bytes (float32 weights {r['float32_bytes']:,} bytes)"),
+        row("device heap", f"udx code {r['runtime_heap_bytes']:,} bytes, peak {r['peak_heap_bytes']:,} bytes "
+                           f"(of the board's {r['heap_bytes']:,})"),
+        row("device time", f"{r['wall_s']:.3f} s for {r['test']} inferences (unix port on this PC, not MCU speed)"),
         *(f"  note: {n}" for n in r["notes"]),
     ])
