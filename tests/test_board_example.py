@@ -15,4 +15,4 @@ def test_example_main_runs_on_the_unix_port():
     graph = blob_reader.read(blob).graph
     expected = reference.run(graph, np.array([[0.1 * i for i in range(4)]]))[0]
     label = graph.labels[int(np.argmax(expected))]
-    assert f"class {label} scores {list(map(int, expected))}" in proc.stdout
+    assert f"class {label} p=" in proc.stdout and f"scores {list(map(int, expected))}" in proc.stdout

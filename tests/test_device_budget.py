@@ -17,8 +17,11 @@ def test_model_4x_larger_than_heap_runs_in_64k(tmp_path):
     assert np.array_equal(run.outputs, reference.run(g, x))
     assert run.stats["heap_bytes"] == HEAP
     assert run.stats["peak_heap_bytes"] < HEAP
-    # the runtime held no more than its code + header + the 16 KB budget, sampled after every tile
-    assert run.stats["peak_heap_bytes"] - run.stats["runtime_heap_bytes"] < 16 * 1024 + 8 * 1024
+    # buffers stay inside the 16 KB budget; beyond code and buffers only the parsed header, per-layer plans
+    # and the runner's input array remain (2.9 KB measured): heap sampled after every tile
+    assert run.stats["budget_bytes"] <= 16 * 1024
+    overhead = run.stats["peak_heap_bytes"] - run.stats["runtime_heap_bytes"] - run.stats["budget_bytes"]
+    assert overhead < 5 * 1024, run.stats
 
 
 def test_peak_heap_does_not_grow_with_model_size(tmp_path):

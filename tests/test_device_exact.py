@@ -78,3 +78,33 @@ def test_py_sources_and_mpy_give_the_same_integers(tmp_path):
     ref = reference.run(g, x)
     assert np.array_equal(emulator.run(blob, x, board="rp2040", source=True).outputs, ref)
     assert np.array_equal(emulator.run(blob, x, board="rp2040").outputs, ref)
+
+
+CLASSIFY = """
+import sys, json, array, udx
+m = udx.Model(sys.argv[1])
+x = array.array('b' if m.dtype == 'i8' else 'f', bytes(m.n_in * (1 if m.dtype == 'i8' else 4)))
+with open(sys.argv[2], 'rb') as f:
+    while f.readinto(x):
+        best, label = m.classify(x)
+        print(json.dumps([best, label, m.probabilities(m.predict(x))]))
+"""
+
+
+@pytest.mark.parametrize("dtype", ["i8", "f32"])
+def test_classify_and_probabilities_on_device(tmp_path, dtype):
+    from helpers import run_mpy
+    from scipy.special import softmax
+
+    g = random_int8([10, 12, 4], seed=8)[0] if dtype == "i8" else random_graph([10, 12, 4], seed=8)
+    g.labels = ["a", "b", "c", "d"]
+    blob = write_blob(tmp_path / "m.dxb", g)
+    x = reference.prepare_input(g, np.random.default_rng(3).normal(size=(25, 10)) * 2)
+    (tmp_path / "x.bin").write_bytes(x.tobytes())
+    out = run_mpy(CLASSIFY, tmp_path, heap=64 * 1024, args=[blob, tmp_path / "x.bin"])
+    ref = reference.run(g, x).astype(np.float64)
+    if dtype == "i8":
+        ref = g.output_q[0] * (ref - g.output_q[1])
+    assert [o[0] for o in out] == list(np.argmax(reference.run(g, x), axis=1))
+    assert [o[1] for o in out] == [g.labels[i] for i in np.argmax(reference.run(g, x), axis=1)]
+    np.testing.assert_allclose([o[2] for o in out], softmax(ref, axis=1), rtol=1e-5, atol=1e-7)

@@ -18,9 +18,9 @@ print("model", model.name, "inputs", model.n_in, "outputs", model.n_out, "MACs",
 # Real code would read a sensor / microphone front-end here; features in the model's float units:
 features = [0.1 * i for i in range(model.n_in)]
 x = model.quantize(features)           # int8, with the blob's input scale and zero point
-scores = model.predict(x)              # int8 logits (reused buffer: copy to keep)
-best = max(range(model.n_out), key=lambda i: scores[i])
-label = model.labels[best] if model.labels else best
+best, label = model.classify(x)        # arg-max of the int8 logits, bit-exact with the host
+scores = model.predict(x)              # the logits themselves (reused buffer: copy to keep)
+probs = model.probabilities(scores)    # softmax, in float
 gc.collect()
-print("class", label, "scores", list(scores), "heap used", free_before - gc.mem_free())
+print("class", label, "p=%.3f" % probs[best], "scores", list(scores), "heap used", free_before - gc.mem_free())
 model.close()

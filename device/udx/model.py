@@ -160,6 +160,32 @@ class Model:
             out[i] = a[i]
         return out
 
+    def classify(self, x):
+        """(index, label) of the largest output for input `x`; ties go to the first, like numpy.argmax.
+        The label is the index itself when the blob has no labels."""
+        y = self.predict(x)
+        best = 0
+        for i in range(1, self.n_out):
+            if y[i] > y[best]:
+                best = i
+        return best, (self.labels[best] if best < len(self.labels) else best)
+
+    def probabilities(self, y):
+        """Softmax of an output `y` from predict() as a list of floats (int8 logits are dequantized first).
+        Float arithmetic: single precision on MCUs, so it matches the host to ~1e-6, not bit for bit."""
+        import math
+
+        out = self.header["output"]
+        if self.dtype == "i8":
+            s, z = out["scale"], out["zero"]
+            v = [s * (q - z) for q in y]
+        else:
+            v = [float(q) for q in y]
+        top = max(v)
+        e = [math.exp(a - top) for a in v]
+        total = sum(e)
+        return [a / total for a in e]
+
     def quantize(self, values):
         """Float input -> int8 list with the blob's input scale and zero point (round half to even)."""
         inp = self.header["input"]
