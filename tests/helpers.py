@@ -6,30 +6,9 @@ import struct
 import zlib
 
 import msgpack
-import numpy as np
 
 from microdx import blob_writer, emulator
 from microdx.blob_format import PREAMBLE, PREAMBLE_SIZE, align
-from microdx.ir import canonicalize
-from microdx.quantize import quantize_graph
-
-
-def random_graph(sizes, seed=0, name="rand"):
-    """Float MLP with ReLU between layers; weights ~ N(0, 1/fan_in)."""
-    rng = np.random.default_rng(seed)
-    ops = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        ops.append(("dense", f"fc{i}", {"w": rng.normal(size=(b, a)) / np.sqrt(a), "b": rng.normal(size=b) * 0.1}))
-        if i < len(sizes) - 2:
-            ops.append(("relu", f"relu{i}", {}))
-    return canonicalize(name, (sizes[0],), ops)
-
-
-def random_int8(sizes, seed=0, n_calib=64):
-    """(int8 graph, float calibration inputs) of a random MLP."""
-    g = random_graph(sizes, seed)
-    x = np.random.default_rng(seed + 1).normal(size=(n_calib, sizes[0]))
-    return quantize_graph(g, x)[0], x
 
 
 def write_blob(path, graph):

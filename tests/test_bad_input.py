@@ -5,7 +5,8 @@ import msgpack
 import numpy as np
 import pytest
 
-from helpers import open_each, random_int8, rewrite_header, run_mpy
+from helpers import open_each, rewrite_header, run_mpy
+from microdx.synthetic import random_int8
 from microdx import blob_reader, blob_writer, emulator, errors
 
 HEAP = 64 * 1024

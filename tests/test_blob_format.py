@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers import random_int8
+
+from microdx.synthetic import random_int8
 from microdx import blob_reader, blob_writer, data, emulator, reference
 from microdx.blob_format import PREAMBLE, PREAMBLE_SIZE
 from microdx.importers import npz

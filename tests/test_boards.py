@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from helpers import random_int8, write_blob
+from helpers import write_blob
+from microdx.synthetic import random_int8
 from microdx import boards, emulator
 from microdx.errors import DeviceError, MicrodxError
 

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import random_graph
+
+from microdx.synthetic import random_graph
 from microdx import cli, data
 from microdx.importers import npz
 

@@ -3,8 +3,6 @@ import json
 import shutil
 import subprocess
 
-import pytest
-
 
 def test_demo_device_equals_host(tmp_path):
     exe = shutil.which("microdx")

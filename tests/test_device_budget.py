@@ -1,7 +1,8 @@
 """Peak heap is set by the budget, not the model: a model with weights far larger than the heap streams."""
 import numpy as np
 
-from helpers import random_int8, write_blob
+from helpers import write_blob
+from microdx.synthetic import random_int8
 from microdx import emulator, reference
 
 HEAP = 64 * 1024

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from helpers import random_graph, random_int8, write_blob
+from helpers import write_blob
+from microdx.synthetic import random_graph, random_int8
 from microdx import emulator, ram, reference
 
 

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from helpers import random_graph, random_int8
+
+from microdx.synthetic import random_graph, random_int8
 from microdx import reference
 from microdx.errors import InputShapeError, QuantizationError
 from microdx.ir import canonicalize

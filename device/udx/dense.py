@@ -1,7 +1,7 @@
 # Fully connected layers, streamed from the open blob in tiles of output rows.
 # Pure-Python kernels: they run on every MicroPython and CircuitPython build. Faster (viper, ulab)
 # kernels will sit beside these and must give the same integers.
-from udx.blob import field, int_field, read_exact
+from udx.blob import int_field, read_exact
 from udx.errors import FormatError
 
 
