@@ -41,8 +41,7 @@ class Model:
         # heap is least fragmented, and only then read the records (many small objects).
         f = self._f
         size = blob.file_size(f)
-        h = blob.read_header(f, size)
-        self.header = h
+        h = blob.read_header(f, size)   # not kept: the layer table is garbage once the plans exist
         self.name = h.get("model", "")
         self.labels = h.get("labels") or []
         inp = blob.field(h, "input", dict, "header")
@@ -50,6 +49,9 @@ class Model:
         self.dtype = blob.field(inp, "dtype", str, "input")
         if self.dtype not in ACT_ITEM:
             raise UnsupportedLayerError("input dtype %r is not supported (i8, f32)" % self.dtype)
+        if self.dtype == "i8":   # real = scale * (q - zero)
+            self.input_q = (blob.field(inp, "scale", float, "input"), blob.int_field(inp, "zero", -128, 127, "input"))
+            self.output_q = (blob.field(out, "scale", float, "output"), blob.int_field(out, "zero", -128, 127, "output"))
         in_shape, self.n_in = blob.shape_field(inp, "shape", "input")
         out_shape, self.n_out = blob.shape_field(out, "shape", "output")
         entries = blob.field(h, "layers", list, "header")
@@ -175,9 +177,8 @@ class Model:
         Float arithmetic: single precision on MCUs, so it matches the host to ~1e-6, not bit for bit."""
         import math
 
-        out = self.header["output"]
         if self.dtype == "i8":
-            s, z = out["scale"], out["zero"]
+            s, z = self.output_q
             v = [s * (q - z) for q in y]
         else:
             v = [float(q) for q in y]
@@ -187,9 +188,11 @@ class Model:
         return [a / total for a in e]
 
     def quantize(self, values):
-        """Float input -> int8 list with the blob's input scale and zero point (round half to even)."""
-        inp = self.header["input"]
-        s, z = inp["scale"], inp["zero"]
+        """Float input -> int8 list with the blob's input scale and zero point (round half to even).
+        On an MCU the division is single precision: a value on a rounding boundary may land 1 step off the host."""
+        if self.dtype != "i8":
+            return [float(v) for v in values]
+        s, z = self.input_q
         return [max(-128, min(127, int(round(v / s)) + z)) for v in values]
 
     def close(self):

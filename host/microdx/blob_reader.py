@@ -88,6 +88,10 @@ def parse(data: bytes) -> Blob:
     out_shape = _shape(out, "shape", "output")
     if _field(inp, "dtype", str, "input") not in ("i8", "f32"):
         raise UnsupportedLayerError(f"input dtype {inp['dtype']!r} is not supported (i8, f32)")
+    if inp["dtype"] == "i8":   # real = scale * (q - zero)
+        for spec, what in ((inp, "input"), (out, "output")):
+            _field(spec, "scale", float, what)
+            _int(spec, "zero", -128, 127, what)
     layers, record_bytes, prev = [], [], in_shape
     for i, e in enumerate(_field(header, "layers", list, "header")):
         what = f"layer {i}"
