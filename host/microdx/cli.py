@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from microdx import __version__
@@ -126,6 +127,9 @@ def main(argv=None) -> int:
     except (MicrodxError, FileNotFoundError) as e:
         print(f"microdx: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:   # e.g. `microdx run ... | head`: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 
