@@ -12,6 +12,14 @@ def _dims(entry, what):
     return entry["in"][0], entry["out"][0]
 
 
+def _act(entry, what):
+    """The fused activation: None or "relu"."""
+    act = entry.get("act")
+    if act not in (None, "relu"):
+        raise FormatError("%s: unknown activation %r" % (what, act))
+    return act
+
+
 def _tensor(tensors, name, dtype, shape, what):
     t = tensors.get(name)
     if t is None:
@@ -32,10 +40,7 @@ class DenseI8:
     def __init__(self, entry, what):
         self.n, self.m = _dims(entry, what)
         self.zero = int_field(entry, "zero", -128, 127, what)
-        act = entry.get("act")
-        if act not in (None, "relu"):
-            raise FormatError("%s: unknown activation %r" % (what, act))
-        self.lo = self.zero if act == "relu" else -128
+        self.lo = self.zero if _act(entry, what) == "relu" else -128
         self.rows = 1
         self.macs = self.n * self.m
 
@@ -103,10 +108,7 @@ class DenseF32:
 
     def __init__(self, entry, what):
         self.n, self.m = _dims(entry, what)
-        act = entry.get("act")
-        if act not in (None, "relu"):
-            raise FormatError("%s: unknown activation %r" % (what, act))
-        self.relu = act == "relu"
+        self.relu = _act(entry, what) == "relu"
         self.rows = 1
         self.macs = self.n * self.m
 

@@ -46,7 +46,9 @@ def compiled_device_dir() -> Path:
     """
     src = repo_dir("device") / "udx"
     files = sorted(src.glob("*.py"))
-    digest = hashlib.sha256(b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()[:16]
+    # the compiler's version is part of the key: .mpy from another mpy-cross may not load
+    version = subprocess.run([_tool("mpy-cross"), "--version"], capture_output=True, text=True).stdout
+    digest = hashlib.sha256(version.encode() + b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()[:16]
     out = Path(tempfile.gettempdir()) / f"microdx-mpy-{digest}"
     if not (out / "udx" / "__init__.mpy").is_file():
         tmp = Path(tempfile.mkdtemp(prefix="microdx-mpy-"))
