@@ -8,6 +8,7 @@ from onnx.reference import ReferenceEvaluator
 from microdx import importers, reference
 from microdx.errors import MicrodxError, UnsupportedOpError
 from microdx.importers import npz
+from microdx.optimizers.clean import clean
 
 RNG = np.random.default_rng(0)
 
@@ -40,13 +41,16 @@ def test_onnx_gemm_matmul_add_relu_softmax_flatten(tmp_path):
              helper.make_node("Softmax", ["h3"], ["y"], name="prob", axis=-1)]
     model = onnx_mlp(tmp_path / "m.onnx", nodes, [_init("w1", w1), _init("b1", b1), _init("w2", w2), _init("b2", b2),
                                                  _init("w3t", w3.T)])
-    g = importers.load(tmp_path / "m.onnx")
+    raw = importers.load(tmp_path / "m.onnx")
+    assert [layer.kind for layer in raw.layers] == ["dense", "dense", "affine", "dense"]   # Add is a bias to fold
+    g = clean(raw)
     assert [layer.attrs["act"] for layer in g.layers] == ["relu", "relu", None] and g.post == "softmax"
     x = RNG.normal(size=(20, 6)).astype(np.float32)
     expected = ReferenceEvaluator(model).run(None, {"x": x})[0]
-    logits = reference.run_float(g, x)
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    np.testing.assert_allclose(probs / probs.sum(1, keepdims=True), expected, rtol=1e-4, atol=1e-6)
+    for graph in (raw, g):
+        logits = reference.run_float(graph, x)
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        np.testing.assert_allclose(probs / probs.sum(1, keepdims=True), expected, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("op", ["Sigmoid", "Tanh"])

@@ -19,3 +19,6 @@ NP_TO_DTYPE = {v: k for k, v in DTYPES.items()}
 def align(n: int) -> int:
     """n rounded up to the payload alignment (bytes)."""
     return (n + ALIGN - 1) // ALIGN * ALIGN
+
+# (layer kind, dtype) pairs the device runtime has kernels for (device/udx/model.py KERNELS)
+KIND_DTYPES = {("dense", "i8"), ("dense", "f32")}

@@ -13,13 +13,10 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
-from microdx.blob_format import DTYPES, MAGIC, MAJOR, MAX_HEADER, MAX_META, PREAMBLE, PREAMBLE_SIZE, RECORD_PREFIX
+from microdx.blob_format import DTYPES, KIND_DTYPES, MAGIC, MAJOR, MAX_HEADER, MAX_META, PREAMBLE, PREAMBLE_SIZE, RECORD_PREFIX
 from microdx.errors import ChecksumError, FormatError, TruncatedError, UnsupportedLayerError, VersionError
 from microdx.ir import Graph, Layer
 from microdx.ops import OPS
-
-KIND_DTYPES = {("dense", "i8"), ("dense", "f32")}
-
 
 @dataclass
 class Blob:

@@ -8,8 +8,8 @@ import msgpack
 import numpy as np
 
 from microdx import __version__
-from microdx.blob_format import DTYPES, MAGIC, MAJOR, MAX_HEADER, MAX_META, MINOR, NP_TO_DTYPE, PREAMBLE, PREAMBLE_SIZE, RECORD_PREFIX, align
-from microdx.errors import FormatError
+from microdx.blob_format import DTYPES, KIND_DTYPES, MAGIC, MAJOR, MAX_HEADER, MAX_META, MINOR, NP_TO_DTYPE, PREAMBLE, PREAMBLE_SIZE, RECORD_PREFIX, align
+from microdx.errors import FormatError, UnsupportedOpError
 from microdx.ir import Graph, Layer, layer_shapes
 
 # header keys carried per layer kind besides kind/dtype/in/out/off/len
@@ -68,6 +68,10 @@ def _io_spec(shape, dtype, q):
 
 def pack(graph: Graph) -> bytes:
     """The .dxb bytes of `graph` (float "f32" or quantized "i8"). Deterministic for a given graph."""
+    for layer in graph.layers:
+        if (layer.kind, layer.dtype) not in KIND_DTYPES:
+            raise UnsupportedOpError(f"layer '{layer.name}': the device has no kernel for {layer.kind}/{layer.dtype}"
+                                     + (" (run the clean pass to fold it)" if layer.kind == "affine" else ""))
     records = [_record(layer) for layer in graph.layers]
     shapes = layer_shapes(graph)
     out_shape = shapes[-1][1]

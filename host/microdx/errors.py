@@ -34,6 +34,10 @@ class InputShapeError(MicrodxError, ValueError):
     """Input data of the wrong shape or range."""
 
 
+class ModelFileError(MicrodxError, ValueError):
+    """A model file cannot be read (not ONNX / not an .npz model / wrong kind of array); the message names it."""
+
+
 class UnsupportedOpError(MicrodxError, ValueError):
     """An imported model uses an operator microdx cannot convert (the message names node and op)."""
 

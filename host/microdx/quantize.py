@@ -25,11 +25,16 @@ def quantize_graph(graph: Graph, calib_x: np.ndarray) -> tuple[Graph, list[str]]
     x = np.asarray(calib_x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1:] != tuple(graph.input_shape) or len(x) == 0:
         raise QuantizationError(f"calibration data has shape {x.shape}; need (N, {graph.input_shape[0]}) with N > 0")
+    if not np.isfinite(x).all():
+        raise QuantizationError("calibration data holds NaN or Inf (row %d)" % np.argwhere(~np.isfinite(x))[0][0])
     in_q = act_qparams(x.min(), x.max())
     cur_q, h, layers, notes = in_q, x, [], []
     for layer in graph.layers:
         kind = op(layer.kind)
         h = kind.forward_float(layer, h)
+        if not np.isfinite(h).all():
+            raise QuantizationError(f"layer '{layer.name}' overflows to Inf/NaN on the calibration data; "
+                                    f"check its weights and the input scaling")
         qlayer, cur_q, layer_notes = kind.quantize(layer, cur_q, act_qparams(h.min(), h.max()))
         layers.append(qlayer)
         notes += layer_notes

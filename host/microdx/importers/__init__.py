@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from microdx.errors import MicrodxError
+from microdx.errors import MicrodxError, ModelFileError
 from microdx.ir import Graph
 
 
 def load(path) -> Graph:
-    """Import the model at `path` (.npz or .onnx) as a float Graph."""
+    """Import the model at `path` (.npz or .onnx) as a float Graph (raw: run the clean pass before quantizing)."""
+    if Path(path).is_dir():
+        raise ModelFileError(f"{path} is a directory, not a model file")
     suffix = Path(path).suffix.lower()
     if suffix == ".npz":
         from microdx.importers import npz

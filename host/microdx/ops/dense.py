@@ -21,11 +21,19 @@ def macs(layer: Layer) -> int:
     return int(np.prod(layer.tensors["w"].shape))
 
 
+# A row's weight scale is floored at the layer's largest over ROW_SCALE_FLOOR: L2-regularised training leaves
+# dead units whose weights are ~1e-10, and a scale that small would blow their folded bias past int32. Rows under
+# the floor keep absolute weight errors 1/ROW_SCALE_FLOOR of the largest row's, too small to matter at the output.
+ROW_SCALE_FLOOR = 1024
+ACC_PER_INPUT = 255 * 128 + 128 * 128 + 128 * 127   # worst |w_u*x| + |128*x| + |z_in*w_q| per input (see below)
+
+
 def quantize(layer: Layer, in_q: tuple[float, int], out_q: tuple[float, int]) -> tuple[Layer, tuple[float, int], list[str]]:
     """int8 version of a float dense layer.
 
-    Weights: symmetric int8 per output row. Bias: int32 at scale s_in*s_w, with the input zero point
-    folded in (b' = b_q - z_in * sum(w_q)). Output: per-row fixed-point multiplier M = s_in*s_w/s_out.
+    Weights: symmetric int8 per output row, the row scale floored (ROW_SCALE_FLOOR, and high enough for the
+    folded bias to fit int32). Bias: int32 at scale s_in*s_w, with the input zero point folded in
+    (b' = b_q - z_in * sum(w_q)). Output: per-row fixed-point multiplier M = s_in*s_w/s_out.
     Returns (layer, the output (scale, zero) actually used, notes). The output scale is widened if a
     multiplier would reach 1/8 (the fixed-point limit), which the notes report.
     """
@@ -35,8 +43,20 @@ def quantize(layer: Layer, in_q: tuple[float, int], out_q: tuple[float, int]) ->
     b = layer.tensors["b"].astype(np.float64)
     m_rows, n = w.shape
     notes = []
-    s_w = np.abs(w).max(axis=1) / 127.0
-    s_w[s_w == 0] = 1.0
+    # worst case over ANY int8 input: sum|w_u*x| <= 255*128*n, 128*sum|x| <= 128*128*n, |z_in*sum(w_q)| <= 128*127*n
+    room = INT32_MAX - ACC_PER_INPUT * n - 1
+    if room <= 0:
+        raise QuantizationError(
+            f"layer '{layer.name}' has {n:,} inputs: the int32 accumulator holds at most {INT32_MAX // ACC_PER_INPUT:,} "
+            f"in the worst case; keep this layer in float (--float) or use fewer inputs")
+    raw = np.abs(w).max(axis=1) / 127.0
+    top = raw.max() if raw.max() > 0 else 1.0
+    s_w = np.maximum.reduce([raw, np.full(m_rows, top / ROW_SCALE_FLOOR), np.abs(b) / (s_in * room)])
+    floored = int(np.sum(s_w > raw))
+    if floored:
+        notes.append(f"{layer.name}: {floored} of {m_rows} rows have weights near zero (max |w| under "
+                     f"{127 * top / ROW_SCALE_FLOOR:.3g}, dead units?): their scale is floored so their bias stays "
+                     f"inside int32")
     w_q = np.clip(np.round(w / s_w[:, None]), -127, 127).astype(np.int64)
     M = s_in * s_w / s_out
     if M.max() >= M_LIMIT:
@@ -47,12 +67,10 @@ def quantize(layer: Layer, in_q: tuple[float, int], out_q: tuple[float, int]) ->
         notes.append(f"{layer.name}: output scale widened to {s_out:.4g} to keep multipliers below 1/8")
     b_q = np.round(b / (s_in * s_w)).astype(np.int64)
     b_fold = b_q - z_in * w_q.sum(axis=1)
-    # worst case over ANY int8 input: sum|w_u*x| <= 255*128*n, 128*sum|x| <= 128*128*n
     worst = np.abs(b_fold) + (255 * 128 + 128 * 128) * n
-    if worst.max() > INT32_MAX:
-        raise QuantizationError(
-            f"layer '{layer.name}': {n} inputs with bias up to {np.abs(b_fold).max()} can overflow the int32 "
-            f"accumulator (worst case {worst.max()}); split the layer or use --float")
+    if worst.max() > INT32_MAX:   # cannot happen after the floor above; kept as the contract's last guard
+        raise QuantizationError(f"layer '{layer.name}': bias up to {np.abs(b_fold).max()} can overflow the int32 "
+                                f"accumulator (worst case {worst.max()})")
     mult = [quantize_multiplier(float(v)) for v in M]
     q = np.array([mm | (ss << 16) for mm, ss in mult], dtype=np.uint32)
     tensors = {

@@ -1,0 +1,47 @@
+"""The one interface every optimizer follows."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from microdx.ir import Graph
+from microdx.ops import op
+
+
+@dataclass
+class OptimizerResult:
+    graph: Graph
+    report: dict = field(default_factory=dict)   # see Optimizer.report()
+
+
+def weight_bytes(graph: Graph) -> int:
+    """Bytes of the graph's tensors as they are stored now (float32 for float layers)."""
+    return sum(int(t.nbytes) for layer in graph.layers for t in layer.tensors.values())
+
+
+def graph_macs(graph: Graph) -> int:
+    """Multiply-accumulates per inference."""
+    return sum(op(layer.kind).macs(layer) for layer in graph.layers)
+
+
+class Optimizer:
+    """Base class: `__init__` stores the knobs (keyword arguments), `apply(graph)` returns an OptimizerResult
+    and never changes its input."""
+
+    name = ""
+
+    def __init__(self, **params):
+        self.params = params
+
+    def get_params(self) -> dict:
+        """The knobs, as given (recorded in reports, and later in blob headers)."""
+        return dict(self.params)
+
+    def apply(self, graph: Graph) -> OptimizerResult:
+        raise NotImplementedError
+
+    def report(self, before: Graph, after: Graph, layers: list, notes: list) -> dict:
+        """Report: optimizer name, params, bytes and MACs before/after, per-layer entries and notes."""
+        return {"optimizer": self.name, "params": self.get_params(),
+                "bytes_before": weight_bytes(before), "bytes_after": weight_bytes(after),
+                "macs_before": graph_macs(before), "macs_after": graph_macs(after),
+                "layers": layers, "notes": notes}
