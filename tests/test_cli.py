@@ -72,7 +72,7 @@ def test_errors_are_one_clear_line(files, capsys):
     assert code == 2 and "unknown board 'esp99'" in err and "rp2040" in err
     data.save(files / "short.npz", np.zeros((2, 63)))
     code, _, err = run_cli(capsys, "run", files / "m.dxb", "--input", files / "short.npz")
-    assert code == 2 and "expects (N, 64)" in err
+    assert code == 2 and "short.npz: x has 63 features per row; the model expects 64" in err
     (files / "bad.dxb").write_bytes(b"uDXB\x07\x00" + bytes(10))
     code, _, err = run_cli(capsys, "inspect", files / "bad.dxb")
     assert code == 2 and "VersionError" in err

@@ -90,3 +90,38 @@ def test_npz_errors(tmp_path):
         importers.load(tmp_path / "nokinds.npz")
     with pytest.raises(MicrodxError, match=".npz and .onnx"):
         importers.load(tmp_path / "model.h5")
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"kinds": np.array(["dense"]), "0.w": np.array([[1, "a"]], dtype=object)}, "array '0.w' cannot be read"),
+    ({"kinds": np.array(["dense"]), "0.w": np.array([["a", "b"]])}, "array '0.w' has dtype <U1; weights must be numbers"),
+    ({"kinds": np.array([1, 2])}, "'kinds' must be a 1-D string array"),
+    ({"kinds": np.array(["dense"]), "0.w": np.array([[1.0, np.inf]])}, r"tensor 'w' holds inf at index \[0, 1\]"),
+    ({"kinds": np.array(["dense"]), "0.w": np.array([[1e39, 0.0]])}, "beyond float32"),
+    ({"kinds": np.array(["affine", "dense"]), "1.w": np.ones((2, 3))}, r"tensor\(s\) scale, shift missing"),
+])
+def test_npz_model_bad_arrays_are_named(tmp_path, arrays, message):
+    np.savez(tmp_path / "m.npz", **arrays)
+    with pytest.raises(MicrodxError, match=message):
+        importers.load(tmp_path / "m.npz")
+
+
+def test_npz_that_is_not_an_npz(tmp_path):
+    (tmp_path / "m.npz").write_text("just text\n")
+    with pytest.raises(MicrodxError, match="m.npz is not a readable .npz file"):
+        importers.load(tmp_path / "m.npz")
+    np.save(tmp_path / "single.npy", np.ones(3))
+    (tmp_path / "single.npy").rename(tmp_path / "single.npz")
+    with pytest.raises(MicrodxError, match="single .npy array"):
+        importers.load(tmp_path / "single.npz")
+
+
+def test_sklearn_binary_classifier_is_refused_and_regressor_has_no_softmax():
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    x = RNG.normal(size=(40, 3))
+    binary = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5).fit(x, x[:, 0] > 0)
+    with pytest.raises(UnsupportedOpError, match="binary classifier"):
+        npz.from_sklearn_mlp(binary)
+    reg = MLPRegressor(hidden_layer_sizes=(4,), max_iter=5).fit(x, x[:, 0])
+    assert [k for k, _ in npz.from_sklearn_mlp(reg)] == ["dense", "relu", "dense"]

@@ -104,12 +104,38 @@ def pack(graph: Graph) -> bytes:
 
 
 def write(graph: Graph, path) -> int:
-    """Write `graph` to `path` atomically (temp file + rename); return the blob size in bytes."""
+    """Write `graph` to `path` atomically and return the blob size in bytes.
+
+    The bytes go to a temporary file in the target folder, renamed over `path` once complete; on any failure the
+    temporary file is removed, so a failed write leaves neither a partial blob nor a stray file. A `path` that is
+    a folder, or in a folder that does not exist, raises the matching OSError naming it before anything is written.
+    """
+    import errno
     import os
+    import tempfile
+    from pathlib import Path
 
     data = pack(graph)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; give the blob a file name, e.g. model.dxb", str(path))
+    folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder for the output file", str(folder))
+    if not folder.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "no such folder for the output file", str(folder))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:   # name the folder, not the random temporary name
+        raise type(e)(e.errno, f"cannot write in this folder ({e.strerror})", str(folder)) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes 0600; a blob is an ordinary file, as open() makes it
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return len(data)

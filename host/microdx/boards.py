@@ -7,6 +7,8 @@ import re
 from microdx.errors import MicrodxError
 from microdx.paths import repo_dir
 
+UNITS = {"": 1, "k": 1024, "m": 1024 * 1024}
+
 
 def names() -> list[str]:
     """Names of all board profiles."""
@@ -22,10 +24,12 @@ def load(name: str) -> dict:
 
 
 def parse_bytes(text: str | int) -> int:
-    """'64K' -> 65536, '1M' -> 1048576, '1500' -> 1500 (bytes)."""
-    if isinstance(text, int):
-        return text
-    m = re.fullmatch(r"\s*(\d+)\s*([kKmM]?)[bB]?\s*", str(text))
+    """A positive size in bytes: '1500' -> 1500, '64K' -> 65536, '1M' -> 1048576 (K and M are 1024-based;
+    'KB', 'k' and 'kb' read the same). Zero, negative and unreadable sizes raise MicrodxError."""
+    m = re.fullmatch(r"\s*([+-]?\d+)\s*([kKmM]?)[bB]?\s*", str(text))
     if not m:
-        raise MicrodxError(f"cannot read '{text}' as a size: use bytes, or a number with K or M (e.g. 64K)")
-    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
+        raise MicrodxError(f"cannot read '{text}' as a size: use bytes, or a whole number with K or M (e.g. 64K)")
+    size = int(m.group(1)) * UNITS[m.group(2).lower()]
+    if size <= 0:
+        raise MicrodxError(f"size '{text}' must be more than 0 bytes")
+    return size

@@ -1,82 +1,205 @@
-"""The `microdx` command line: convert, inspect, run, eval, demo."""
+"""The `microdx` command line: convert, inspect, run, eval, demo.
+
+Every error a user can cause is printed as one line `microdx: ErrorName: message` on stderr with exit status 2;
+anything else is a bug and keeps its traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
 from microdx import __version__
 from microdx.errors import DeviceError, MicrodxError
 
+NON_FINITE_NOTE = "NaN or Inf, written as null (strict JSON)"
 
-def _emit(obj, as_json: bool, text: str) -> None:
-    print(json.dumps(obj, indent=2) if as_json else text)
+
+def _strict(value):
+    """(value with every NaN/Inf float replaced by None and numpy scalars made plain, whether any was replaced).
+    A dict gets a sibling "<key>_note" for each key whose value lost a NaN/Inf."""
+    if isinstance(value, dict):
+        out, any_bad = {}, False
+        for k, v in value.items():
+            out[k], bad = _strict(v)
+            if bad and f"{k}_note" not in value:
+                out[f"{k}_note"] = NON_FINITE_NOTE
+            any_bad |= bad
+        return out, any_bad
+    if isinstance(value, (list, tuple)):
+        items = [_strict(v) for v in value]
+        return [v for v, _ in items], any(b for _, b in items)
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):   # numpy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, True
+    return value, False
+
+
+def _emit(obj, as_json: bool, text) -> None:
+    """Print `obj` as strict JSON, or the text `text()` builds."""
+    print(json.dumps(_strict(obj)[0], indent=2, allow_nan=False) if as_json else text())
+
+
+def _num(v, fmt=".4f", missing="n/a"):
+    return missing if v is None else format(v, fmt)
+
+
+def _progress(total: int, what: str):
+    """A tqdm bar on stderr (shown on a terminal only, so pipes and --json stay clean); returns (update, close)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=what, unit="inference", file=sys.stderr, disable=None, leave=False)
+    done = [0]
+
+    def update(n):
+        bar.update(n - done[0])
+        done[0] = n
+
+    return update, bar.close
 
 
 def cmd_convert(a):
-    from microdx import pipeline
+    from microdx import fit, pipeline
 
-    r = pipeline.convert(a.src, a.out, calib=a.calib, use_float=a.float)
-    lines = [f"wrote {a.out}: {r['blob_bytes']:,} bytes ({r['dtype']}), float32 weights {r['float32_bytes']:,} bytes "
-             f"({r['compression']}x)"]
-    if "accuracy_calib" in r:
-        lines.append(f"accuracy on the calibration data: float {r['float_accuracy_calib']:.4f}, "
-                     f"converted (host reference) {r['accuracy_calib']:.4f}")
-    lines += [f"note: {n}" for n in r["notes"]]
-    _emit(r, a.json, "\n".join(lines))
+    r = pipeline.convert(a.src, a.out, calib=_data(a.calib) if a.calib else None, use_float=a.float)
+    if a.board:
+        try:
+            r["fit"] = fit.check(a.out, a.board, a.budget)
+        except MicrodxError:   # e.g. a --budget the model cannot run in: a failed command leaves no output
+            os.unlink(a.out)
+            raise
+
+    def text():
+        lines = [f"wrote {a.out}: {r['blob_bytes']:,} bytes ({r['dtype']}), float32 weights {r['float32_bytes']:,} "
+                 f"bytes ({r['compression']}x)"]
+        if "accuracy_calib" in r:
+            lines.append(f"accuracy on the calibration data: float {_num(r['float_accuracy_calib'])}, "
+                         f"converted (host reference) {_num(r['accuracy_calib'])} (y read as {r['labels_as']})")
+        lines += [f"note: {n}" for n in r["notes"]]
+        if "fit" in r:
+            lines.append(fit.format_report(r["fit"]))
+        return "\n".join(lines)
+
+    _emit(r, a.json, text)
 
 
 def cmd_inspect(a):
     from microdx import inspect_blob
 
-    info = inspect_blob.inspect(a.blob)
-    _emit(info, a.json, inspect_blob.format_table(info))
+    info = inspect_blob.inspect(a.blob, board=a.board, budget=a.budget)
+    _emit(info, a.json, lambda: inspect_blob.format_table(info))
 
 
-def _heap(a):
-    from microdx.boards import parse_bytes
+def _data(path, limit=None):
+    from microdx import data
 
-    return parse_bytes(a.heap) if a.heap else None
+    return data.load(path, limit=limit)
 
 
 def cmd_run(a):
-    from microdx import blob_reader, data, emulator, reference
+    from microdx import pipeline
 
-    graph = blob_reader.read(a.blob).graph
-    x, _ = data.load(a.input)
-    xin = reference.prepare_input(graph, x)
-    run = emulator.run(a.blob, xin, board=a.board, heap=_heap(a), budget=a.budget)
-    outputs = run.outputs.tolist()
-    r = {"outputs": outputs, "predictions": [int(v) for v in run.outputs.argmax(axis=1)], **run.stats}
-    lines = [f"{i}: {o}  -> {p}" for i, (o, p) in enumerate(zip(outputs, r["predictions"]))]
-    lines.append(f"board {r['board']} (heap {r['heap_bytes']:,} bytes): udx code {r['runtime_heap_bytes']:,} bytes, "
-                 f"peak heap {r['peak_heap_bytes']:,} bytes, {r['wall_s']:.4f} s for {len(outputs)} inferences")
-    _emit(r, a.json, "\n".join(lines))
+    d = _data(a.input, a.limit)
+    update, close = _progress(len(d.rows), "run")
+    try:
+        r = pipeline.run(a.blob, d, board=a.board, heap=a.heap, budget=a.budget, ignore_flash=a.ignore_flash,
+                         progress=update)
+    finally:
+        close()
+    names = r.get("predicted_labels")
+
+    def text():
+        lines = [f"{i}: {o}  -> {p}" + (f" ({names[i]})" if names else "")
+                 for i, (o, p) in enumerate(zip(r["outputs"], r["predictions"]))]
+        lines.append(f"board {r['board']} (heap {r['heap_bytes']:,} bytes): udx code {r['runtime_heap_bytes']:,} "
+                     f"bytes, peak heap {r['peak_heap_bytes']:,} bytes, {r['wall_s']:.4f} s for {r['count']} "
+                     f"inferences")
+        return "\n".join(lines)
+
+    _emit(r, a.json, text)
 
 
 def cmd_eval(a):
-    from microdx import data, pipeline
+    from microdx import pipeline
 
-    x, y = data.load(a.data, need_labels=True)
-    r = pipeline.evaluate(a.blob, x, y, device=a.device, board=a.board, heap=_heap(a))
-    lines = [f"{r['model']} on {r['count']} inputs: accuracy (host reference) {r['accuracy']:.4f}"]
-    if a.device:
-        lines.append(f"emulated {r['board']} (heap {r['heap_bytes']:,} bytes): accuracy {r['device_accuracy']:.4f}, "
-                     f"{r['mismatches']} outputs differ from the host, peak heap {r['peak_heap_bytes']:,} bytes, "
-                     f"{r['wall_s']:.3f} s")
-    _emit(r, a.json, "\n".join(lines))
+    d = _data(a.data, a.limit)
+    update, close = _progress(len(d.rows), "eval") if a.device else (None, lambda: None)
+    try:
+        r = pipeline.evaluate(a.blob, d, device=a.device, board=a.board, heap=a.heap, budget=a.budget,
+                              source=a.source, ignore_flash=a.ignore_flash, progress=update)
+    finally:
+        close()
+
+    def text():
+        acc = _num(r["accuracy"], missing=f"n/a ({r.get('accuracy_note')})")
+        how = f", y read as {r['labels_as']}" if "labels_as" in r else ""
+        lines = [f"{r['model']} on {r['count']} inputs ({r['input']} of {r['data']}{how}): accuracy (host reference) "
+                 f"{acc}"]
+        if a.source:
+            lines.append(f"float model {a.source}: accuracy {_num(r['float_accuracy'])} (drop to the blob: "
+                         f"{_num(r['accuracy_drop_points'], '.2f')} points)")
+        if a.device:
+            diff = f", max |difference| {_num(r['max_abs_diff'], '.3g')}" if "max_abs_diff" in r else ""
+            lines.append(f"emulated {r['board']} (heap {r['heap_bytes']:,} bytes): accuracy "
+                         f"{_num(r['device_accuracy'])}, {r['mismatches']} outputs differ from the host{diff}, "
+                         f"peak heap {r['peak_heap_bytes']:,} bytes, {r['wall_s']:.3f} s")
+        return "\n".join(lines)
+
+    _emit(r, a.json, text)
 
 
 def cmd_demo(a):
     from microdx import demo
 
     r = demo.run(board=a.board, out_dir=a.out)
-    _emit(r, a.json, demo.format_report(r))
+    _emit(r, a.json, lambda: demo.format_report(r))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors in the one-line form every other error has."""
+
+    def error(self, message):
+        self.exit(2, f"microdx: UsageError: {message} (see {self.prog} --help)\n")
+
+
+def _size(text: str) -> int:
+    from microdx.boards import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except MicrodxError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of rows above 0")
+    return n
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="microdx", description="Compress models and stream them on MicroPython boards.")
+    from microdx import boards
+
+    known = boards.names()
+
+    def board(name: str) -> str:
+        if name not in known:
+            raise argparse.ArgumentTypeError(f"unknown board '{name}'; known boards: {', '.join(known)}")
+        return name
+
+    def board_option(s, default, what):
+        s.add_argument("--board", type=board, default=default, metavar="BOARD",
+                       help=f"{what}: {', '.join(known)}" + (f" (default {default})" if default else ""))
+
+    sizes = "bytes, or with K or M, e.g. 32K"
+    p = _Parser(prog="microdx", description="Compress models and stream them on MicroPython boards.")
     p.add_argument("--version", action="version", version=f"microdx {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -85,51 +208,79 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--out", required=True, help="output .dxb path")
     c.add_argument("--calib", help="data .npz of representative inputs (x, optional y) for int8 calibration")
     c.add_argument("--float", action="store_true", help="keep float32 weights (no quantization)")
-    c.set_defaults(func=cmd_convert)
+    board_option(c, None, "check that the blob fits this board's flash and heap")
 
     i = sub.add_parser("inspect", help="layers, sizes, MACs and RAM of a blob")
     i.add_argument("blob")
-    i.set_defaults(func=cmd_inspect)
+    board_option(i, None, "check that the blob fits this board's flash and heap")
 
     r = sub.add_parser("run", help="run a blob on an emulated board (MicroPython unix port)")
     r.add_argument("blob")
-    r.add_argument("--input", required=True, help="data .npz with x (N, features)")
-    r.add_argument("--budget", type=int, help="udx.Model RAM budget in bytes")
-    r.set_defaults(func=cmd_run)
+    r.add_argument("--input", required=True, help="data .npz with x (N, features) real values, or x_q int8 codes")
 
     e = sub.add_parser("eval", help="accuracy on the host reference and, with --device, the emulated board")
     e.add_argument("blob")
-    e.add_argument("--data", required=True, help="data .npz with x and y")
+    e.add_argument("--data", required=True, help="data .npz with x (or x_q) and y labels")
     e.add_argument("--device", action="store_true", help="also run on the emulated board")
-    e.set_defaults(func=cmd_eval)
+    e.add_argument("--source", metavar="MODEL", help="the float model (.npz, .onnx) the blob came from: report its "
+                                                      "accuracy and the drop in points")
 
     d = sub.add_parser("demo", help="train, convert and run a speaker-ID model on an emulated board")
     d.add_argument("--out", help="keep the model, data and blob in this folder")
-    d.set_defaults(func=cmd_demo, board="rp2040")
+    board_option(d, "rp2040", "board profile to emulate")
 
-    for s in (i, r, e, d):
-        s.add_argument("--json", action="store_true", help="print JSON")
     for s in (r, e):
-        s.add_argument("--board", default="rp2040", help="board profile (boards/*.json), default rp2040")
-        s.add_argument("--heap", help="override the board's heap, e.g. 64K")
-    c.add_argument("--json", action="store_true", help="print JSON")
-    d.add_argument("--board", default="rp2040", help="board profile to emulate, default rp2040")
+        board_option(s, "rp2040", "board profile to emulate")
+        s.add_argument("--heap", type=_size, help=f"override the board's heap ({sizes})")
+        s.add_argument("--limit", type=_count, metavar="N", help="only the first N rows of the data")
+        s.add_argument("--ignore-flash", action="store_true",
+                       help="emulate a blob even if it could not be stored on the board's filesystem")
+    for s, when in ((c, " checked with --board"), (i, " checked with --board"), (r, ""), (e, " with --device")):
+        s.add_argument("--budget", type=_size, help=f"udx.Model RAM budget for activations and weight tiles"
+                                                     f"{when} ({sizes}; default: udx's)")
+    for s in (c, i, r, e, d):
+        s.add_argument("--json", action="store_true", help="print JSON (strict: NaN/Inf become null, with a note)")
+    c.set_defaults(func=cmd_convert)
+    i.set_defaults(func=cmd_inspect)
+    r.set_defaults(func=cmd_run)
+    e.set_defaults(func=cmd_eval)
+    d.set_defaults(func=cmd_demo)
     return p
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _os_error(e: OSError) -> str:
+    """'PATH: what went wrong' for an OSError from opening, reading or writing a user's file."""
+    what = e.strerror or str(e)
+    paths = [p for p in (e.filename, getattr(e, "filename2", None)) if p]
+    return f"{': '.join(map(str, paths))}: {what}" if paths else what
+
+
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
     try:
+        try:
+            args = parser().parse_args(argv)
+        except SystemExit as e:   # --help, --version, or a usage error, already printed
+            return int(e.code or 0)
         args.func(args)
     except DeviceError as e:
-        print(f"microdx: device refused: {e}", file=sys.stderr)
+        print(f"microdx: {e.kind}: {_one_line(e.message)}", file=sys.stderr)
         return 2
-    except (MicrodxError, FileNotFoundError) as e:
-        print(f"microdx: {type(e).__name__}: {e}", file=sys.stderr)
+    except MicrodxError as e:
+        print(f"microdx: {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 2
     except BrokenPipeError:   # e.g. `microdx run ... | head`: stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as e:      # a file the user named cannot be opened, read or written
+        print(f"microdx: {type(e).__name__}: {_one_line(_os_error(e))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("microdx: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

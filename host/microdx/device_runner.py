@@ -1,22 +1,29 @@
-# MicroPython script (NOT imported by CPython): runs udx on the unix port for microdx's emulator.
-# argv: blob inputs outputs count budget(-1 = none); udx is found through MICROPYPATH.
-# Inputs/outputs are raw little-endian arrays, one row per inference. Prints one JSON line of stats;
-# on a udx error prints {"error": class, "message": text} and exits with status 2.
+# MicroPython module (NOT imported by CPython): runs udx on the unix port for microdx's emulator.
+# microdx.emulator compiles it with mpy-cross and runs `micropython -c "import microdx_runner"` in a scratch folder
+# holding job.txt, model.dxb, in.bin and the udx package, under fixed relative names. The interpreter interns
+# module names and command-line arguments on its heap, and how full its string pool is changes what `import udx`
+# takes: so nothing varying (host paths, counts) reaches it as a name or an argument; numbers come in job.txt.
+# job.txt: "COUNT BUDGET EVERY". in.bin: COUNT raw little-endian rows (a link to /dev/zero for rows of zeros);
+# outputs go to out.bin. BUDGET: udx.Model budget in bytes, -1 for none. stdout: "progress N" every EVERY
+# inferences (0: never), then one JSON line of stats; on a udx error or MemoryError one JSON line
+# {"error", "message", "stage"}, exit status 2.
 import sys
 import gc
 import json
 import time
 import array
 
-gc.collect()
-BASE = gc.mem_alloc()
-blob, inputs, outputs, count, budget = sys.argv[1:6]
-count, budget = int(count), int(budget)
-import udx  # noqa: E402
+with open("job.txt") as job:
+    count, budget, every = [int(a) for a in job.read().split()]
+peak = [0]
+state = {"stage": "import", "runtime_heap_bytes": 0}   # keys made now: no dict growth after BASE
 
-gc.collect()
-runtime = gc.mem_alloc() - BASE
-peak = [runtime]
+
+def fail(kind, message):
+    gc.collect()    # a MemoryError leaves garbage behind; free it so that this report can be printed
+    state.update(error=kind, message=message, base_heap_bytes=BASE, heap_total_bytes=TOTAL)
+    print(json.dumps(state))
+    sys.exit(2)
 
 
 def sample():
@@ -26,34 +33,44 @@ def sample():
         peak[0] = used
 
 
-def fail(kind, message):
-    print(json.dumps({"error": kind, "message": message}))
-    sys.exit(2)
-
-
-try:
-    model = udx.Model(blob, None if budget < 0 else budget)
-    sample()
+def infer(model, fin, fout):
     code, item = ("b", 1) if model.dtype == "i8" else ("f", 4)
     x = array.array(code, bytes(model.n_in * item))
     total_us = 0
-    with open(inputs, "rb") as fin, open(outputs, "wb") as fout:
-        for i in range(count):
-            if fin.readinto(x) != model.n_in * item:
-                fail("InputShapeError", "inputs file ends at row %d" % i)
-            if i == 0:
-                model.trace = sample        # heap is sampled after every tile of the first inference only
-            t0 = time.ticks_us()
-            y = model.predict(x)
-            total_us += time.ticks_diff(time.ticks_us(), t0)
-            if i == 0:
-                model.trace = None
-                sample()
-            fout.write(y)
-except udx.UdxError as e:
-    fail(type(e).__name__, str(e))
+    for i in range(count):
+        if fin.readinto(x) != model.n_in * item:
+            fail("InputShapeError", "inputs file ends at row %d" % i)
+        if i == 0:
+            model.trace = sample        # heap is sampled after every tile of the first inference only
+        t0 = time.ticks_us()
+        y = model.predict(x)
+        total_us += time.ticks_diff(time.ticks_us(), t0)
+        if i == 0:
+            model.trace = None
+            sample()
+        fout.write(y)
+        if every and (i + 1) % every == 0:
+            print("progress", i + 1)
+    return total_us
+
+
+gc.collect()
+BASE = gc.mem_alloc()              # the interpreter and this runner; everything after is udx and the model
+TOTAL = BASE + gc.mem_free()
+try:
+    import udx
+    gc.collect()
+    state["runtime_heap_bytes"] = peak[0] = gc.mem_alloc() - BASE
+    state["stage"] = "open"
+    model = udx.Model("model.dxb", None if budget < 0 else budget)
+    sample()
+    state["stage"] = "inference"
+    with open("in.bin", "rb") as fin, open("out.bin", "wb") as fout:
+        total_us = infer(model, fin, fout)
 except MemoryError as e:
     fail("MemoryError", "heap exhausted: %s" % e)
-print(json.dumps({"runtime_heap_bytes": runtime, "peak_heap_bytes": peak[0], "wall_s": total_us / 1e6,
-                  "budget_bytes": model.budget_bytes, "scratch_bytes": model.scratch_bytes,
-                  "macs": model.macs, "count": count}))
+except udx.UdxError as e:
+    fail(type(e).__name__, str(e))
+print(json.dumps({"runtime_heap_bytes": state["runtime_heap_bytes"], "peak_heap_bytes": peak[0],
+                  "wall_s": total_us / 1e6, "budget_bytes": model.budget_bytes, "scratch_bytes": model.scratch_bytes,
+                  "macs": model.macs, "count": count, "base_heap_bytes": BASE, "heap_total_bytes": TOTAL}))

@@ -1,6 +1,7 @@
 """Run the device runtime (device/udx) under the real MicroPython unix port with a board's heap."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -18,6 +19,14 @@ from microdx.errors import DeviceError, MicrodxError
 from microdx.paths import repo_dir
 
 RUNNER = Path(__file__).with_name("device_runner.py")
+RUNNER_MODULE = "microdx_runner"
+# Heap for measuring what a model needs (bytes): far above any board's, so only the model decides the figures.
+MEASURE_HEAP = 16 * 1024 * 1024
+# Heaps the unix port can emulate (bytes): below ~800 it refuses its command line or dies before running any
+# code; near 100 GB its allocation fails with a crash. No microcontroller has a GiB.
+MIN_HEAP, MAX_HEAP = 1024, 1 << 30
+# Bump when the layout or the mpy-cross options of the cache change: the key must change with them.
+CACHE_LAYOUT = b"2: -s udx/NAME.py, runner beside udx"
 
 
 @dataclass
@@ -38,23 +47,31 @@ def _tool(name: str) -> str:
     return exe
 
 
+@functools.lru_cache(maxsize=None)   # once per process: it runs mpy-cross --version and hashes the sources
 def compiled_device_dir() -> Path:
-    """A folder holding udx precompiled to .mpy by mpy-cross, as boards run it (cached by source hash).
+    """A folder holding udx precompiled to .mpy by mpy-cross (udx/*.mpy, as boards run it) and the emulator's
+    runner module, cached by source hash.
 
     Precompiled modules skip the on-device compiler, whose temporaries fragment a small heap: on a 64 KB
     heap, importing the .py sources leaves no free block above ~5 KB; the .mpy files leave the heap whole.
+    Each .mpy embeds its source name, and the interpreter keeps it on the heap: it is "udx/NAME.py" here (as
+    `mpy-cross -s` sets it), not a host path, so neither the heap figures nor the file sizes depend on where
+    the repository is.
     """
     src = repo_dir("device") / "udx"
     files = sorted(src.glob("*.py"))
     # the compiler's version is part of the key: .mpy from another mpy-cross may not load
     version = subprocess.run([_tool("mpy-cross"), "--version"], capture_output=True, text=True).stdout
-    digest = hashlib.sha256(version.encode() + b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()[:16]
+    digest = hashlib.sha256(version.encode() + CACHE_LAYOUT + RUNNER.read_bytes()
+                            + b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()[:16]
     out = Path(tempfile.gettempdir()) / f"microdx-mpy-{digest}"
-    if not (out / "udx" / "__init__.mpy").is_file():
+    if not (out / f"{RUNNER_MODULE}.mpy").is_file():
         tmp = Path(tempfile.mkdtemp(prefix="microdx-mpy-"))
         (tmp / "udx").mkdir()
-        for f in files:
-            subprocess.run([_tool("mpy-cross"), "-o", str(tmp / "udx" / f"{f.stem}.mpy"), str(f)], check=True,
+        jobs = [(f, tmp / "udx" / f"{f.stem}.mpy", f"udx/{f.name}") for f in files]
+        jobs.append((RUNNER, tmp / f"{RUNNER_MODULE}.mpy", f"{RUNNER_MODULE}.py"))
+        for source, target, name in jobs:
+            subprocess.run([_tool("mpy-cross"), "-s", name, "-o", str(target), str(source)], check=True,
                            capture_output=True)
         try:
             tmp.rename(out)
@@ -63,8 +80,14 @@ def compiled_device_dir() -> Path:
     return out
 
 
+def runtime_files() -> dict[str, int]:
+    """udx's files as deployed to a board: {"udx/NAME.mpy": size in bytes}, compiled by mpy-cross."""
+    udx = compiled_device_dir() / "udx"
+    return {f"udx/{f.name}": f.stat().st_size for f in sorted(udx.glob("*.mpy"))}
+
+
 def device_path(source: bool = False) -> Path:
-    """Folder to put on MicroPython's path for `import udx`: .mpy (default) or the .py sources."""
+    """Folder that holds the `udx` package: compiled .mpy (default) or the .py sources."""
     return repo_dir("device") if source else compiled_device_dir()
 
 
@@ -76,32 +99,146 @@ def run_script(script, args=(), heap: int = 1 << 20, timeout: float = 3600, sour
 
 
 def run(blob_path, x: np.ndarray, board: str = "unix", heap: int | None = None, budget: int | None = None,
-        source: bool = False) -> DeviceRun:
+        source: bool = False, progress=None) -> DeviceRun:
     """Run every row of `x` through the blob on the emulated `board` (heap in bytes overrides the profile's).
 
     udx runs precompiled (.mpy, as deployed); `source=True` runs the .py files instead.
-
     `x` must already be in the blob's input dtype (int8 or float32), shape (N, inputs).
-    Raises DeviceError(kind, message) when the runtime refuses the blob or the input.
+    `progress(n)`, if given, is called with the number of inferences done, about 100 times over the run.
+    Raises DeviceError(kind, message) when the runtime refuses the blob or the input; for a MemoryError the
+    message gives what the model needs, measured again on a large heap.
     """
     profile = boards.load(board)
     heap = heap or profile["heap_bytes"]
     x = np.ascontiguousarray(x)
     if x.dtype not in (np.int8, np.float32) or x.ndim != 2:
         raise MicrodxError(f"device input must be a 2-D int8 or float32 array, got {x.dtype} {x.shape}")
-    with tempfile.TemporaryDirectory(prefix="microdx-") as tmp:
-        fin, fout = Path(tmp, "in.bin"), Path(tmp, "out.bin")
-        fin.write_bytes(x.astype(x.dtype.newbyteorder("<")).tobytes())
-        proc = run_script(RUNNER, [Path(blob_path).resolve(), fin, fout, len(x), -1 if budget is None else budget],
-                          heap=heap, source=source)
-        lines = [ln for ln in proc.stdout.split("\n") if ln.startswith("{")]
-        result = json.loads(lines[-1]) if lines else {}
+    if heap > MAX_HEAP:
+        raise MicrodxError(f"heap {heap:,} bytes: the emulator runs heaps of at most {MAX_HEAP:,} bytes (1 GiB)")
+    stats, out = _invoke(blob_path, heap, budget, source, x=x, progress=progress) if heap >= MIN_HEAP else ({
+        "error": "MemoryError"}, None)
+    if stats.get("error") == "MemoryError":
+        raise DeviceError("MemoryError", _heap_too_small(blob_path, heap, budget, source))
+    for k in ("base_heap_bytes", "heap_total_bytes"):   # the runner's own figures, not the model's
+        stats.pop(k)
+    stats.update(board=board, heap_bytes=heap)
+    return DeviceRun(np.frombuffer(out, dtype=x.dtype).reshape(len(x), -1), stats)
+
+
+def measure(blob_path, budget: int | None = None, source: bool = False) -> dict:
+    """Heap the blob needs: open it and run one inference of zeros with a MEASURE_HEAP heap.
+
+    Returns runtime_heap_bytes (import udx), peak_heap_bytes (udx + the parsed header + the model's buffers +
+    per-layer plans, sampled after the open and after every tile), budget_bytes (the buffers) and the rest of
+    the runner's stats; all in bytes of the 64-bit unix port.
+    """
+    stats, _ = _invoke(blob_path, MEASURE_HEAP, budget, source)
+    if stats.get("error") == "MemoryError":
+        raise DeviceError("MemoryError", f"the model does not run even in a {MEASURE_HEAP:,}-byte heap "
+                                         f"(budget {'default' if budget is None else f'{budget:,} bytes'}); "
+                                         f"lower --budget")
+    return stats
+
+
+def _invoke(blob_path, heap: int, budget, source: bool, x=None, progress=None) -> tuple[dict, bytes | None]:
+    """Run the runner once in a scratch folder; (its stats or {"error": "MemoryError", ...}, the output bytes).
+
+    Only fixed relative names and no arguments reach MicroPython (job.txt, model.dxb, in.bin, udx/...): it interns
+    module names and arguments on its heap, so host paths or counts would otherwise change the figures.
+    Without `x`, one inference of zeros is run.
+    """
+    count = 1 if x is None else len(x)
+    every = max(1, count // 100) if progress else 0
+    compiled = compiled_device_dir()
+    with tempfile.TemporaryDirectory(prefix="microdx-run-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "udx").symlink_to(device_path(source) / "udx", target_is_directory=True)
+        (tmp / f"{RUNNER_MODULE}.mpy").symlink_to(compiled / f"{RUNNER_MODULE}.mpy")
+        (tmp / "model.dxb").symlink_to(Path(blob_path).resolve())
+        if x is None:     # as many zeros as the model reads: the runner needs no second way in
+            (tmp / "in.bin").symlink_to("/dev/zero")
+        else:
+            (tmp / "in.bin").write_bytes(x.astype(x.dtype.newbyteorder("<")).tobytes())
+        (tmp / "job.txt").write_text(f"{count} {-1 if budget is None else budget} {every}")
+        cmd = [micropython(), "-X", f"heapsize={heap}", "-c", f"import {RUNNER_MODULE}"]
+        # MICROPYPATH="" leaves sys.path as [""] under -c: udx is found in the scratch folder only
+        env = dict(os.environ, MICROPYPATH="")
+        lines = []
+        with open(tmp / "stderr.txt", "w+") as err:
+            proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+                                    errors="replace")
+            try:
+                for line in proc.stdout:
+                    if line.startswith("progress "):
+                        progress(int(line.split()[1]))
+                    else:
+                        lines.append(line)
+                proc.wait()
+            finally:
+                if proc.poll() is None:   # interrupted (Ctrl-C) or a failing progress callback
+                    proc.kill()
+                    proc.wait()
+            err.seek(0)
+            stderr = err.read()
+        found = [ln for ln in lines if ln.startswith("{")]
+        result = json.loads(found[-1]) if found else {}
         if "error" in result:
+            if result["error"] == "MemoryError":
+                return result, None
             raise DeviceError(result["error"], result["message"])
         if proc.returncode != 0 or not result:
-            err = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
-            kind = err[-1].split(":")[0] if err else "crash"
-            raise DeviceError(kind, f"micropython exited {proc.returncode}: {err[-1] if err else ''}")
-        out = np.frombuffer(fout.read_bytes(), dtype=x.dtype)
-    result.update(board=board, heap_bytes=heap)
-    return DeviceRun(out.reshape(len(x), -1), result)
+            text = (stderr.strip() or "".join(lines).strip()).splitlines()
+            last = text[-1] if text else ""
+            if "MemoryError" in last or "uncaught NLR" in last:   # the heap ran out before the runner could report
+                return {"error": "MemoryError", "stage": "start", "message": last}, None
+            raise DeviceError(last.split(":")[0] or "crash", f"micropython exited {proc.returncode}: {last}")
+        return result, (tmp / "out.bin").read_bytes()
+
+
+def runs_in(blob_path, heap: int, budget: int | None = None, source: bool = False) -> bool:
+    """True if one inference of zeros runs with a heap of `heap` bytes (False on a MemoryError)."""
+    return heap >= MIN_HEAP and "error" not in _invoke(blob_path, heap, budget, source)[0]
+
+
+def smallest_heap(blob_path, budget: int | None = None, source: bool = False, fails_at: int = 0,
+                  guess: int = 32 * 1024) -> int:
+    """The smallest heap (bytes, within 1/64 or 512 bytes) in which the blob opens and runs one inference:
+    `guess` is grown by half until it works, then the gap to a heap known to fail (`fails_at`) is bisected.
+
+    It is more than the measured peak plus the interpreter's own heap: the runtime's temporaries (loading
+    .mpy code, decoding the header) leave holes between live objects, and each buffer needs one free block.
+    """
+    lo, hi = fails_at, max(guess, fails_at + 1)
+    while not runs_in(blob_path, hi, budget, source):
+        if hi >= MEASURE_HEAP:
+            raise DeviceError("MemoryError", f"the model does not run even in a {hi:,}-byte heap; lower --budget")
+        lo, hi = hi, hi * 3 // 2
+    while hi - lo > max(512, hi // 64):
+        mid = (lo + hi) // 2 // 64 * 64
+        if runs_in(blob_path, mid, budget, source):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _heap_too_small(blob_path, heap: int, budget, source: bool) -> str:
+    """The message for a MemoryError: what udx and the model need (measured on a large heap) against `heap`."""
+    from microdx import blob_reader, ram
+
+    m = measure(blob_path, budget, source)
+    need = smallest_heap(blob_path, budget, source, fails_at=heap,
+                         guess=m["peak_heap_bytes"] + m["base_heap_bytes"])
+    min_budget = ram.plan(blob_reader.read(blob_path).graph)["min_budget"]
+    if budget is not None and budget <= min_budget:
+        advice = "use a board with more heap (the budget is already the smallest the model accepts)"
+    elif runs_in(blob_path, heap, min_budget, source):
+        advice = (f"use a board with more heap, or lower --budget (the smallest the model accepts, {min_budget:,} "
+                  f"bytes, runs in this heap)")
+    else:
+        advice = (f"use a board with more heap: even the smallest budget the model accepts ({min_budget:,} bytes) "
+                  f"does not fit")
+    return (f"heap {heap:,} bytes is too small: udx needs {m['runtime_heap_bytes']:,} bytes for its code, the "
+            f"model's buffers (budget) {m['budget_bytes']:,} bytes, peak {m['peak_heap_bytes']:,} bytes measured "
+            f"with a large heap; the smallest heap that runs it is about {need:,} bytes: short by "
+            f"{need - heap:,} bytes; {advice}")

@@ -53,3 +53,11 @@ class DeviceError(MicrodxError, RuntimeError):
         super().__init__(f"{kind}: {message}")
         self.kind = kind
         self.message = message
+
+
+class DataFileError(MicrodxError, ValueError):
+    """A data .npz (x or x_q, optional y) cannot be used as it is; the message names the file, array and row."""
+
+
+class BoardFitError(MicrodxError):
+    """A blob cannot be stored on (flash) or run on (heap) a board; the message says by how many bytes."""

@@ -1,14 +1,17 @@
 """`microdx inspect`: what a blob holds, layer by layer, and the RAM the device needs to run it."""
 from __future__ import annotations
 
-from microdx import blob_reader, ram
+from microdx import fit, ram
 from microdx.ir import layer_shapes
 from microdx.ops import op
 
 
-def inspect(path) -> dict:
-    """Summary of the blob at `path`: per layer kind, shapes, dtype, bytes, MACs, RAM (bytes)."""
-    blob = blob_reader.read(path)
+def inspect(path, board: str | None = None, budget: int | None = None) -> dict:
+    """Summary of the blob at `path`: per layer kind, shapes, dtype, bytes, MACs, RAM (bytes); with `board`, also
+    whether it fits the board's flash and heap (`fit`, see microdx.fit.check; `budget` as udx.Model's)."""
+    from microdx.pipeline import read_blob
+
+    blob = read_blob(path)
     g = blob.graph
     plan = ram.plan(g)
     layers = []
@@ -19,10 +22,13 @@ def inspect(path) -> dict:
                        "ram_min_bytes": mem["act_in"] + mem["act_out"] + mem["row_scratch"],
                        "ram_one_tile_bytes": mem["act_in"] + mem["act_out"] + mem["full_scratch"]})
     h = blob.header
-    return {"model": g.name, "format": f"{h.get('producer', '')}", "blob_bytes": blob.size,
+    info = {"model": g.name, "format": f"{h.get('producer', '')}", "blob_bytes": blob.size,
             "input": h["input"], "output": h["output"], "labels": g.labels, "layers": layers,
             "macs": sum(x["macs"] for x in layers), "min_budget_bytes": plan["min_budget"],
             "full_budget_bytes": plan["full_budget"], "default_budget_bytes": plan["default_budget"]}
+    if board is not None:
+        info["fit"] = fit.check(path, board, budget)
+    return info
 
 
 def format_table(info: dict) -> str:
@@ -38,4 +44,6 @@ def format_table(info: dict) -> str:
                     f"{x['act'] or '-':<5} {x['bytes']:>10,} {x['macs']:>10,} {x['ram_min_bytes']:>9,} {x['ram_one_tile_bytes']:>11,}")
     rows += ["", f"RAM budget (udx.Model budget=, bytes): min {info['min_budget_bytes']:,}, "
                  f"default {info['default_budget_bytes']:,}, every layer in one tile {info['full_budget_bytes']:,}"]
+    if "fit" in info:
+        rows += ["", fit.format_report(info["fit"])]
     return "\n".join(rows)

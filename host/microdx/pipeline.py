@@ -1,10 +1,12 @@
-"""The jobs behind the CLI: convert a model to a blob, evaluate a blob on the host reference and the emulated board."""
+"""The jobs behind the CLI: convert a model to a blob, run a blob and evaluate it on the host reference and the
+emulated board. Data files arrive as microdx.data.Data: x real values, or x_q int8 codes."""
 from __future__ import annotations
 
 import numpy as np
 
-from microdx import blob_reader, blob_writer, data, emulator, importers, reference
-from microdx.errors import QuantizationError
+from microdx import blob_reader, blob_writer, data, emulator, fit, importers, reference
+from microdx.errors import DataFileError, FormatError, InputShapeError, QuantizationError
+from microdx.ir import layer_shapes
 from microdx.quantize import quantize_graph
 
 
@@ -13,52 +15,140 @@ def float_bytes(graph) -> int:
     return sum(4 * t.size for layer in graph.layers for t in layer.tensors.values())
 
 
+def read_blob(path) -> blob_reader.Blob:
+    """blob_reader.read, with the file named in its errors."""
+    try:
+        return blob_reader.read(path)
+    except FormatError as e:
+        raise type(e)(f"{path}: {e}") from None
+
+
+def n_outputs(graph) -> int:
+    return layer_shapes(graph)[-1][1][0]
+
+
+def model_input(graph, d: data.Data) -> np.ndarray:
+    """The rows of `d` in the graph's device dtype: x quantized (int8 graphs) or as float32; x_q as it is."""
+    rows = d.rows
+    if rows.shape[1] != graph.input_shape[0]:
+        raise InputShapeError(f"{d.path}: {d.key} has {rows.shape[1]} features per row; the model expects "
+                              f"{graph.input_shape[0]}")
+    if d.x_q is None:
+        return reference.prepare_input(graph, d.x)
+    if graph.dtype != "i8":
+        raise DataFileError(f"{d.path} holds x_q (int8 codes) but the blob is float32: store real values under 'x'")
+    return d.x_q
+
+
+def _accuracy(outputs, d: data.Data, graph) -> tuple[float | None, str]:
+    """(accuracy, how y was read) or (None, why there is none)."""
+    if d.y is None:
+        return None, f"no labels: {d.path} has no 'y' array"
+    y, how = data.class_indices(d.y, graph.labels, n_outputs(graph), d.path)
+    return reference.accuracy(outputs, y), how
+
+
 def convert(src, out, calib=None, use_float: bool = False) -> dict:
-    """Import `src`, quantize to int8 (calibrated on the `calib` data file) unless `use_float`, write `out`.
+    """Import `src`, fold its scale/shift layers (clean pass), quantize to int8 (calibrated on the `calib` data:
+    a data file path or microdx.data.Data) unless `use_float`, write `out`.
 
     Returns a report: blob_bytes, float32_bytes, compression, notes and, when the calibration data has
     labels, accuracy of the float model and of the converted model on that data.
     """
-    graph = importers.load(src)
-    notes = []
-    x = y = None
-    if calib is not None:
-        x, y = data.load(calib)
+    from microdx.optimizers import get
+
+    if calib is not None and not isinstance(calib, data.Data):
+        calib = data.load(calib)
+    cleaned = get("clean").apply(importers.load(src))
+    graph, notes = cleaned.graph, list(cleaned.report["notes"])
+    if calib is not None and calib.x is None:
+        raise DataFileError(f"{calib.path} holds x_q (int8 codes): calibration needs the real values, as 'x'")
+    if calib is not None and calib.x.shape[1] != graph.input_shape[0]:
+        raise InputShapeError(f"{calib.path}: x has {calib.x.shape[1]} features per row; the model expects "
+                              f"{graph.input_shape[0]}")
     if use_float:
         result = graph
     else:
-        if x is None:
+        if calib is None:
             raise QuantizationError("int8 conversion needs representative inputs: --calib DATA.npz (or --float)")
-        result, notes = quantize_graph(graph, x)
+        result, qnotes = quantize_graph(graph, calib.x)
+        notes += qnotes
     size = blob_writer.write(result, out)
     report = {"model": graph.name, "dtype": result.dtype, "blob_bytes": size, "float32_bytes": float_bytes(graph),
               "compression": round(float_bytes(graph) / size, 2), "notes": notes}
-    if y is not None:
-        report["float_accuracy_calib"] = reference.accuracy(reference.run_float(graph, x), y)
-        report["accuracy_calib"] = reference.accuracy(reference.run(result, x), y)
+    if calib is not None and data.is_class_labels(calib.y):   # float y: a regression target, no accuracy
+        float_acc, report["labels_as"] = _accuracy(reference.run_float(graph, calib.x), calib, graph)
+        report["float_accuracy_calib"] = float_acc
+        report["accuracy_calib"] = _accuracy(reference.run(result, calib.x), calib, graph)[0]
     return report
 
 
-def evaluate(blob_path, x, y, device: bool = False, board: str = "rp2040", heap: int | None = None) -> dict:
-    """Accuracy of the blob on (x, y) with the host reference and, if `device`, on the emulated board.
+def run(blob_path, d: data.Data, board: str = "rp2040", heap: int | None = None, budget: int | None = None,
+        ignore_flash: bool = False, progress=None) -> dict:
+    """Outputs of the blob on the emulated board for every row of `d`, with the device's heap and time figures."""
+    graph = read_blob(blob_path).graph
+    if not ignore_flash:
+        fit.require_flash(blob_path, board)
+    xin = model_input(graph, d)
+    dev = emulator.run(blob_path, xin, board=board, heap=heap, budget=budget, progress=progress)
+    predictions = [int(v) for v in dev.outputs.argmax(axis=1)]
+    report = {"model": graph.name, "data": d.path, "input": d.key, "outputs": dev.outputs.tolist(),
+              "predictions": predictions, **dev.stats}
+    if graph.labels:
+        report["predicted_labels"] = [graph.labels[i] if i < len(graph.labels) else str(i) for i in predictions]
+    return report
+
+
+def evaluate(blob_path, d, y=None, device: bool = False, board: str = "rp2040", heap: int | None = None,
+             budget: int | None = None, source=None, ignore_flash: bool = False, progress=None) -> dict:
+    """Accuracy of the blob on data `d` (microdx.data.Data, or real-valued features x with labels `y`) with the
+    host reference and, if `device`, on the emulated board.
 
     mismatches: rows whose device output differs from the reference at all (int8: must be 0);
     for float blobs also max_abs_diff (floats are single precision on MCUs, double on the unix port).
+    source: the float model file the blob came from: float_accuracy and accuracy_drop_points (float - host).
+    accuracy is None (with accuracy_note) when the data has no labels.
     """
-    blob = blob_reader.read(blob_path)
+    if not isinstance(d, data.Data):
+        d = data.from_arrays(d, y)
+    blob = read_blob(blob_path)
+    if device and not ignore_flash:
+        fit.require_flash(blob_path, board)
     graph = blob.graph
-    xin = reference.prepare_input(graph, x)
+    xin = model_input(graph, d)
     ref = reference.run(graph, xin)
-    report = {"model": graph.name, "dtype": graph.dtype, "count": int(len(xin)), "blob_bytes": blob.size}
-    if y is not None:
-        report["accuracy"] = reference.accuracy(ref, y)
+    report = {"model": graph.name, "dtype": graph.dtype, "data": d.path, "input": d.key, "count": int(len(xin)),
+              "blob_bytes": blob.size}
+    report["accuracy"], how = _accuracy(ref, d, graph)
+    report["labels_as" if d.y is not None else "accuracy_note"] = how
+    if source is not None:
+        report.update(_float_accuracy(source, d, graph, report["accuracy"]))
     if device:
-        run = emulator.run(blob_path, xin, board=board, heap=heap)
-        report["mismatches"] = int(np.sum(np.any(run.outputs != ref, axis=1)))
+        dev = emulator.run(blob_path, xin, board=board, heap=heap, budget=budget, progress=progress)
+        report["mismatches"] = int(np.sum(np.any(dev.outputs != ref, axis=1)))
         if graph.dtype == "f32":
-            report["max_abs_diff"] = float(np.max(np.abs(run.outputs - ref)))
-        if y is not None:
-            report["device_accuracy"] = reference.accuracy(run.outputs, y)
-        report.update({k: run.stats[k] for k in ("runtime_heap_bytes", "peak_heap_bytes", "wall_s", "budget_bytes",
+            with np.errstate(invalid="ignore"):   # Inf - Inf: reported below as not comparable
+                diff = np.abs(dev.outputs.astype(np.float64) - ref)
+            report["max_abs_diff"] = float(diff.max()) if np.isfinite(diff).all() else None
+            if report["max_abs_diff"] is None:
+                report["max_abs_diff_note"] = "the outputs hold NaN or Inf (float overflow): not comparable"
+        report["device_accuracy"] = _accuracy(dev.outputs, d, graph)[0]
+        report.update({k: dev.stats[k] for k in ("runtime_heap_bytes", "peak_heap_bytes", "wall_s", "budget_bytes",
                                                  "board", "heap_bytes")})
     return report
+
+
+def _float_accuracy(source, d: data.Data, graph, accuracy) -> dict:
+    """float_accuracy of the float model `source` on `d` and the drop to `accuracy` in percentage points."""
+    if d.x is None:
+        raise DataFileError(f"{d.path} holds x_q (int8 codes): --source runs the float model, which needs the real "
+                            f"values as 'x'")
+    src = importers.load(source)
+    if src.input_shape[0] != d.x.shape[1]:
+        raise InputShapeError(f"--source {source} takes {src.input_shape[0]} features, {d.path} has {d.x.shape[1]}: "
+                              f"not the model this blob came from?")
+    float_acc, _ = _accuracy(reference.run_float(src, d.x), d, graph)
+    if float_acc is None or accuracy is None:
+        return {"float_accuracy": float_acc, "accuracy_drop_points": None,
+                "float_accuracy_note": f"no labels: {d.path} has no 'y' array"}
+    return {"float_accuracy": float_acc, "accuracy_drop_points": round(100 * (float_acc - accuracy), 2)}

@@ -9,13 +9,19 @@ from microdx.ops import op
 
 
 def quantize_input(graph: Graph, x: np.ndarray) -> np.ndarray:
-    """Float inputs (N, n) -> int8 with the graph's input scale and zero point (round half to even)."""
+    """Real-valued inputs (N, n), any numeric dtype -> int8 codes with the graph's input scale and zero point
+    (round half to even, clipped to -128..127)."""
     scale, zero = graph.input_q
     return np.clip(np.round(np.asarray(x, dtype=np.float64) / scale) + zero, -128, 127).astype(np.int8)
 
 
 def prepare_input(graph: Graph, x: np.ndarray) -> np.ndarray:
-    """Check shape; for int8 graphs quantize float data and range-check integer data."""
+    """Inputs in the graph's device dtype: int8 codes for i8 graphs, float32 for f32 graphs. x: (N, n) or (n,).
+
+    Array convention of this API: a float array holds real values (quantized here for i8 graphs); an integer
+    array holds int8 codes, range-checked and used as they are. Data files say which they hold by name
+    instead (x: real values of any dtype, x_q: int8 codes); microdx.data converts x to float64 on loading.
+    """
     x = np.asarray(x)
     if x.ndim == 1:
         x = x[None, :]
@@ -25,7 +31,8 @@ def prepare_input(graph: Graph, x: np.ndarray) -> np.ndarray:
         return x.astype(np.float32)
     if np.issubdtype(x.dtype, np.integer):
         if x.size and (x.min() < -128 or x.max() > 127):
-            raise InputShapeError(f"integer input outside int8 range: [{x.min()}, {x.max()}]")
+            raise InputShapeError(f"integer input outside int8 range: [{x.min()}, {x.max()}] (integer arrays are "
+                                  f"int8 codes here; pass real values as floats)")
         return x.astype(np.int8)
     return quantize_input(graph, x)
 
@@ -48,5 +55,9 @@ def run_float(graph: Graph, x: np.ndarray) -> np.ndarray:
 
 
 def accuracy(outputs: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of rows whose argmax equals the label."""
-    return float(np.mean(np.argmax(outputs, axis=1) == np.asarray(y)))
+    """Fraction of rows whose arg-max equals the class index in `y` (0 .. outputs-1; map label values to indices
+    first: microdx.data.class_indices). Needs at least one row."""
+    y = np.asarray(y)
+    if len(y) == 0 or len(y) != len(outputs):
+        raise InputShapeError(f"accuracy needs one class index per output row, got {len(y)} for {len(outputs)} rows")
+    return float(np.mean(np.argmax(outputs, axis=1) == y))

@@ -78,7 +78,7 @@ def load(path) -> Graph:
 def save(path, ops, labels=(), name="model") -> None:
     """Write an .npz model: `ops` is a list of (kind, tensors dict) in execution order."""
     arrays = {"kinds": np.array([k for k, _ in ops]), "name": np.array(name)}
-    if labels:
+    if len(labels):
         arrays["labels"] = np.array([str(x) for x in labels])
     for i, (_, tensors) in enumerate(ops):
         arrays.update({f"{i}.{k}": np.asarray(v) for k, v in tensors.items()})
