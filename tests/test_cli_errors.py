@@ -46,6 +46,26 @@ def _npy(p):
         np.save(f, np.zeros((2, 16)))
 
 
+def _onnx(nodes, outputs, **consts):
+    """A small ONNX model on a (N, 16) input 'x' with float constants."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def write(p):
+        graph = helper.make_graph(
+            nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+            [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["N", 4]) for o in outputs],
+            [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in consts.items()])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), p)
+    return write
+
+
+def _node(op, ins, out, name, **attrs):
+    from onnx import helper
+    return helper.make_node(op, ins, [out], name=name, **attrs)
+
+
+W = np.random.default_rng(1).normal(size=(4, 16))
 X = np.random.default_rng(0).normal(size=(6, 16))
 # name -> writer(path): the files the cases refer to as {d}/name
 FILES = {
@@ -76,6 +96,16 @@ FILES = {
     "notes.dxb": _text("these are not the weights you are looking for\n"),
     "short.dxb": _text("uDXB"),
     "folder": lambda p: p.mkdir(),
+    "text.onnx": _text("not a protobuf at all\n"),
+    "nan-weights.npz": _savez(kinds=np.array(["dense"]), **{"0.w": np.where(W > 2, np.nan, W)}),
+    "object-weights.npz": _savez(kinds=np.array(["dense"]), **{"0.w": W.astype(object)}),
+    "two-unsupported.onnx": _onnx([_node("Gemm", ["x", "w"], "h", "fc", transB=1), _node("Tanh", ["h"], "t", "squash"),
+                                   _node("LeakyRelu", ["t"], "y", "leaky")], ["y"], w=W),
+    "two-outputs.onnx": _onnx([_node("Gemm", ["x", "w"], "h", "fc", transB=1), _node("Relu", ["h"], "y", "relu")],
+                              ["h", "y"], w=W),
+    "gemm-backwards.onnx": _onnx([_node("Gemm", ["w", "x"], "y", "backwards", transB=1)], ["y"], w=W),
+    "scale-after-relu.onnx": _onnx([_node("Gemm", ["x", "w"], "h", "fc", transB=1), _node("Relu", ["h"], "r", "relu"),
+                                    _node("Mul", ["r", "k"], "y", "rescale")], ["y"], w=W, k=[1.0, 2.0, 3.0, 4.0]),
     "plain-file": _text("a file, not a folder\n"),
 }
 
@@ -127,6 +157,21 @@ CASES = [
     # models and the output file
     ("model: missing", ["convert", "{d}/missing.npz", "-o", "{out}/m.dxb", "--float"], "missing.npz"),
     ("model: a folder", ["convert", "{d}/folder", "-o", "{out}/m.dxb", "--float"], "folder"),
+    ("model: text file named .onnx", ["convert", "{d}/text.onnx", "-o", "{out}/m.dxb", "--float"],
+     "ModelFileError: {d}/text.onnx is not a readable ONNX model"),
+    ("model: NaN weight in .npz", ["convert", "{d}/nan-weights.npz", "-o", "{out}/m.dxb", "--float"],
+     "node 'dense0': tensor 'w' holds nan at index"),
+    ("model: object array in .npz", ["convert", "{d}/object-weights.npz", "-o", "{out}/m.dxb", "--float"],
+     "object-weights.npz: array '0.w' cannot be read"),
+    ("model: two unsupported ONNX ops, both named", ["convert", "{d}/two-unsupported.onnx", "-o", "{out}/m.dxb",
+                                                     "--float"],
+     "2 node(s) cannot be converted: node 'squash' uses op 'Tanh' (instead: ReLU"),
+    ("model: two ONNX outputs", ["convert", "{d}/two-outputs.onnx", "-o", "{out}/m.dxb", "--float"],
+     "declares 2 outputs ('h', 'y')"),
+    ("model: Gemm with the constant first", ["convert", "{d}/gemm-backwards.onnx", "-o", "{out}/m.dxb", "--float"],
+     "node 'backwards' (Gemm): the constant is the first operand"),
+    ("model: scale after the last ReLU", ["convert", "{d}/scale-after-relu.onnx", "-o", "{out}/m.dxb", "--float"],
+     "node 'rescale': an elementwise scale/shift after a ReLU cannot be folded"),
     ("model: --source missing", ["eval", "{d}/m.dxb", "--data", "{d}/good.npz", "--source", "{d}/missing.onnx"],
      "missing.onnx"),
     ("convert: --board check with a budget below the model's", ["convert", "{d}/m.npz", "-o", "{out}/m.dxb",
@@ -195,6 +240,7 @@ def results(tmp_path_factory):
     with ThreadPoolExecutor(max_workers=4) as pool:
         done = dict(pool.map(one, [(c, a) for c, a, _ in CASES]))
     assert sorted(os.listdir(d)) == before, "a case left a file beside the inputs"
+    done["__files__"] = d
     return done
 
 
@@ -204,7 +250,7 @@ def test_bad_input_gives_one_clear_line(results, case, argv, culprit):
     assert "Traceback" not in stdout + stderr, stderr
     lines = stderr.splitlines()
     assert len(lines) == 1 and ONE_LINE.fullmatch(lines[0]), stderr
-    assert culprit in lines[0], lines[0]
+    assert culprit.replace("{d}", "") in lines[0].replace(str(results["__files__"]), ""), lines[0]
     assert code == 2, (code, stderr)
     assert left == [], f"left behind: {left}"
 
