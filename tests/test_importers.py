@@ -120,6 +120,8 @@ def test_sklearn_binary_classifier_is_refused_and_regressor_has_no_softmax():
     from sklearn.neural_network import MLPClassifier, MLPRegressor
 
     x = RNG.normal(size=(40, 3))
+    import warnings
+    warnings.simplefilter("ignore")
     binary = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5).fit(x, x[:, 0] > 0)
     with pytest.raises(UnsupportedOpError, match="binary classifier"):
         npz.from_sklearn_mlp(binary)

@@ -31,11 +31,12 @@ def quantize_graph(graph: Graph, calib_x: np.ndarray) -> tuple[Graph, list[str]]
     cur_q, h, layers, notes = in_q, x, [], []
     for layer in graph.layers:
         kind = op(layer.kind)
+        power = np.mean(h * h, axis=0)          # per-input mean square: weighs each weight's rounding error
         h = kind.forward_float(layer, h)
         if not np.isfinite(h).all():
             raise QuantizationError(f"layer '{layer.name}' overflows to Inf/NaN on the calibration data; "
                                     f"check its weights and the input scaling")
-        qlayer, cur_q, layer_notes = kind.quantize(layer, cur_q, act_qparams(h.min(), h.max()))
+        qlayer, cur_q, layer_notes = kind.quantize(layer, cur_q, act_qparams(h.min(), h.max()), power)
         layers.append(qlayer)
         notes += layer_notes
     return graph.copy(layers=layers, input_q=in_q, output_q=cur_q), notes

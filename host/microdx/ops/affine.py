@@ -20,6 +20,6 @@ def macs(layer: Layer) -> int:
     return int(layer.tensors["scale"].size)
 
 
-def quantize(layer: Layer, in_q, out_q):
+def quantize(layer: Layer, in_q, out_q, input_power=None):
     raise UnsupportedOpError(f"layer '{layer.name}' is an elementwise scale/shift that was not folded into a dense "
                              f"layer; run the clean pass first (microdx convert does)")

@@ -12,7 +12,8 @@ W_OFFSET = 128  # weights are stored offset-binary: uint8 = int8 + 128 (device r
 
 def forward_float(layer: Layer, x: np.ndarray, dtype=np.float64) -> np.ndarray:
     """y = x W^T + b (then ReLU). x: (N, n) -> (N, m)."""
-    y = x.astype(dtype) @ layer.tensors["w"].astype(dtype).T + layer.tensors["b"].astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):   # overflow shows as Inf: the callers check and say where
+        y = x.astype(dtype) @ layer.tensors["w"].astype(dtype).T + layer.tensors["b"].astype(dtype)
     return np.maximum(y, 0) if layer.attrs.get("act") == "relu" else y
 
 
@@ -28,11 +29,36 @@ ROW_SCALE_FLOOR = 1024
 ACC_PER_INPUT = 255 * 128 + 128 * 128 + 128 * 127   # worst |w_u*x| + |128*x| + |z_in*w_q| per input (see below)
 
 
-def quantize(layer: Layer, in_q: tuple[float, int], out_q: tuple[float, int]) -> tuple[Layer, tuple[float, int], list[str]]:
+# Candidate row scales, as fractions of max|w|/127 (1 = no clipping): see _row_scales.
+CLIP_FRACTIONS = np.geomspace(1.0, 1 / 32, 41)
+
+
+def _row_scales(w: np.ndarray, input_power: np.ndarray | None) -> np.ndarray:
+    """Per-row int8 scale minimising the expected output error sum_j E[x_j^2] (w_ij - q(w_ij))^2.
+
+    One large weight (say on an input folded from a StandardScaler with a tiny std) would otherwise set a row's
+    scale and round every other weight of the row coarsely; clipping it costs error only when its input is large,
+    which the calibration inputs' mean squares (`input_power`, per input) measure. Without them: max|w|/127.
+    """
+    raw = np.abs(w).max(axis=1) / 127.0
+    if input_power is None or not np.any(input_power > 0):
+        return raw
+    best, best_err = raw.copy(), np.full(len(w), np.inf)
+    for f in CLIP_FRACTIONS:
+        s = np.where(raw > 0, raw * f, 1.0)
+        err = ((w - s[:, None] * np.clip(np.round(w / s[:, None]), -127, 127)) ** 2) @ input_power
+        better = err < best_err
+        best[better], best_err[better] = s[better], err[better]
+    return best
+
+
+def quantize(layer: Layer, in_q: tuple[float, int], out_q: tuple[float, int],
+             input_power: np.ndarray | None = None) -> tuple[Layer, tuple[float, int], list[str]]:
     """int8 version of a float dense layer.
 
-    Weights: symmetric int8 per output row, the row scale floored (ROW_SCALE_FLOOR, and high enough for the
-    folded bias to fit int32). Bias: int32 at scale s_in*s_w, with the input zero point folded in
+    Weights: symmetric int8 per output row, the row scale chosen to minimise the expected output error on the
+    calibration inputs (`input_power`: the mean square of each input, see _row_scales), then floored
+    (ROW_SCALE_FLOOR, and high enough for the folded bias to fit int32). Bias: int32 at scale s_in*s_w, with the input zero point folded in
     (b' = b_q - z_in * sum(w_q)). Output: per-row fixed-point multiplier M = s_in*s_w/s_out.
     Returns (layer, the output (scale, zero) actually used, notes). The output scale is widened if a
     multiplier would reach 1/8 (the fixed-point limit), which the notes report.
@@ -49,8 +75,8 @@ def quantize(layer: Layer, in_q: tuple[float, int], out_q: tuple[float, int]) ->
         raise QuantizationError(
             f"layer '{layer.name}' has {n:,} inputs: the int32 accumulator holds at most {INT32_MAX // ACC_PER_INPUT:,} "
             f"in the worst case; keep this layer in float (--float) or use fewer inputs")
-    raw = np.abs(w).max(axis=1) / 127.0
-    top = raw.max() if raw.max() > 0 else 1.0
+    raw = _row_scales(w, input_power)
+    top = np.abs(w).max() / 127.0 or 1.0
     s_w = np.maximum.reduce([raw, np.full(m_rows, top / ROW_SCALE_FLOOR), np.abs(b) / (s_in * room)])
     floored = int(np.sum(s_w > raw))
     if floored:
