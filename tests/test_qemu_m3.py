@@ -1,0 +1,96 @@
+"""The int8 runtime on real MCU arithmetic: MicroPython on an emulated 32-bit Cortex-M3 (../shared/targets/qemu-m3,
+31-bit small ints, single-precision floats) gives the host reference's integers for trained models whose weights
+exercise the quantizer's edge cases: dead units with floored row scales (tiny multipliers, the largest shifts),
+clipped row scales after a folded StandardScaler, and a tiled layer. Skips when the target or QEMU is absent."""
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from microdx import blob_writer, data, emulator, pipeline, reference
+from microdx.importers import npz
+from microdx.ir import canonicalize
+from microdx.quantize import quantize_graph
+from microdx.synthetic import random_int8
+
+RUN = Path(__file__).resolve().parents[2] / "shared" / "targets" / "qemu-m3" / "run"
+pytestmark = pytest.mark.skipif(not RUN.is_file() or not shutil.which("qemu-system-arm"),
+                                reason="needs ../shared/targets/qemu-m3 and qemu-system-arm (apt-get install)")
+
+DEVICE_SCRIPT = """
+import array, binascii, time, udx
+for name, budget, count in JOBS:
+    m = udx.Model("/flash/" + name + ".dxb", budget)
+    x = array.array("b", bytes(m.n_in))
+    t = 0
+    f = open("/flash/" + name + ".bin", "rb")    # the board-like /flash stream is not a context manager
+    for i in range(count):
+        f.readinto(x)
+        t0 = time.ticks_us()
+        y = m.predict(x)
+        t += time.ticks_diff(time.ticks_us(), t0)
+        print(name, binascii.hexlify(bytes(y)).decode())
+    f.close()
+    print("instructions", name, t * 1000, m.macs * count)
+    m.close()
+"""
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    return train_test_split(x / 16.0, y, test_size=0.3, random_state=0, stratify=y)
+
+
+def _models(tmp):
+    """name -> (int8 graph, int8 inputs, budget)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    x_tr, x_te, y_tr, _ = _digits()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier((64, 32), random_state=2).fit(x_tr, y_tr)       # has dead units (max|w| ~ 4e-7)
+    g = canonicalize("d", (64,), [(k, f"{k}{i}", t) for i, (k, t) in enumerate(npz.from_sklearn_mlp(clf))])
+    dead, notes = quantize_graph(g, x_tr)
+    assert any("floored" in n for n in notes)
+    edges = np.array([[-128] * 64, [127] * 64, [-128, 127] * 32], dtype=np.int8)
+    fixture = Path(__file__).parent / "fixtures" / "onnx" / "skl_pipeline_scaler.onnx"
+    pipeline.convert(fixture, tmp / "scaler_src.dxb", calib=data.from_arrays(x_tr * 16))
+    scaler = pipeline.read_blob(tmp / "scaler_src.dxb").graph
+    tiled, _ = random_int8([64, 300, 10], seed=4)
+    rng = np.random.default_rng(0)
+    return {
+        "dead": (dead, np.vstack([reference.prepare_input(dead, x_te[:30]), edges]), None),
+        "scaler": (scaler, np.vstack([reference.prepare_input(scaler, x_te[:30] * 16), edges]), None),
+        "tiled": (tiled, rng.integers(-128, 128, size=(10, 64)).astype(np.int8), 2048),   # 300 rows in tiles
+    }
+
+
+def test_int8_models_are_bit_exact_on_cortex_m3(tmp_path):
+    models = _models(tmp_path)
+    flash = tmp_path / "flash"
+    shutil.copytree(emulator.compiled_device_dir() / "udx", flash / "udx")
+    jobs = []
+    for name, (graph, x, budget) in models.items():
+        blob_writer.write(graph, flash / f"{name}.dxb")
+        (flash / f"{name}.bin").write_bytes(x.tobytes())
+        jobs.append((name, budget, len(x)))
+    script = tmp_path / "script.py"
+    script.write_text(f"JOBS = {jobs!r}\n" + DEVICE_SCRIPT)
+    proc = subprocess.run([str(RUN), str(flash), str(script)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = [ln.split() for ln in proc.stdout.splitlines() if ln.strip()]
+    for name, (graph, x, _) in models.items():
+        got = [bytes.fromhex(ln[1]) for ln in lines if ln[0] == name]
+        device = np.frombuffer(b"".join(got), dtype=np.int8).reshape(len(got), -1)
+        np.testing.assert_array_equal(device, reference.run(graph, x), err_msg=name)
+    counts = [ln for ln in lines if ln[0] == "instructions"]
+    assert len(counts) == len(models)
+    for _, name, instructions, macs in counts:   # a figure for the log (pytest -s), not an assertion on speed
+        print(f"qemu-m3 {name}: {int(instructions) / int(macs):.0f} instructions per MAC (pure-Python int8 kernel)")
