@@ -28,6 +28,10 @@ class Model:
     """
 
     def __init__(self, path, budget=None):
+        # Collect first: garbage left by imports sits between live objects, and what open() allocates next
+        # would pin it into holes. Measured on the unix port (`import udx; udx.Model(demo blob).predict(x)`):
+        # the smallest heap that runs it drops from 55.6 KB to 50.6 KB.
+        gc.collect()
         self._f = open(path, "rb")
         try:
             self._open(budget)
