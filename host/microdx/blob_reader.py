@@ -127,7 +127,7 @@ def parse(data: bytes) -> Blob:
         return (float(spec["scale"]), int(spec["zero"])) if "scale" in spec else None
 
     graph = Graph(str(header.get("model", "")), in_shape, layers, list(header.get("labels") or []),
-                  out.get("post"), q(inp), q(out))
+                  out.get("post"), q(inp), q(out), str(header.get("recipe") or ""))
     return Blob(header, graph, size, record_bytes)
 
 

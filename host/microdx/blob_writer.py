@@ -92,6 +92,8 @@ def pack(graph: Graph) -> bytes:
             "frontend": None,
             "layers": entries,
         }
+        if graph.recipe:
+            header["recipe"] = graph.recipe
         raw = msgpack.packb(header)
         return raw, align(PREAMBLE_SIZE + len(raw))
 

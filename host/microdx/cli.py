@@ -64,7 +64,8 @@ def _progress(total: int, what: str):
 def cmd_convert(a):
     from microdx import fit, pipeline
 
-    r = pipeline.convert(a.src, a.out, calib=_data(a.calib) if a.calib else None, use_float=a.float)
+    r = pipeline.convert(a.src, a.out, calib=_data(a.calib) if a.calib else None, use_float=a.float,
+                         recipe=a.recipe)
     if a.board:
         try:
             r["fit"] = fit.check(a.out, a.board, a.budget)
@@ -76,7 +77,9 @@ def cmd_convert(a):
         lines = [f"wrote {a.out}: {r['blob_bytes']:,} bytes ({r['dtype']}), float32 weights {r['float32_bytes']:,} "
                  f"bytes ({r['compression']}x)"]
         if "accuracy_calib" in r:
-            lines.append(f"accuracy on the calibration data: float {_num(r['float_accuracy_calib'])}, "
+            optimized = (f"after the recipe {_num(r['optimized_float_accuracy_calib'])}, "
+                         if "optimized_float_accuracy_calib" in r else "")
+            lines.append(f"accuracy on the calibration data: float {_num(r['float_accuracy_calib'])}, {optimized}"
                          f"converted (host reference) {_num(r['accuracy_calib'])} (y read as {r['labels_as']})")
         lines += [f"note: {n}" for n in r["notes"]]
         if "fit" in r:
@@ -208,6 +211,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--out", required=True, help="output .dxb path")
     c.add_argument("--calib", help="data .npz of representative inputs (x, optional y) for int8 calibration")
     c.add_argument("--float", action="store_true", help="keep float32 weights (no quantization)")
+    c.add_argument("--recipe", help="optimizers to apply before quantization, comma-separated, each name or "
+                                    "name:knob=value[:knob=value], e.g. 'svd:energy=0.95' (docs/optimizers.md)")
     board_option(c, None, "check that the blob fits this board's flash and heap")
 
     i = sub.add_parser("inspect", help="layers, sizes, MACs and RAM of a blob")

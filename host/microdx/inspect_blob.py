@@ -25,7 +25,8 @@ def inspect(path, board: str | None = None, budget: int | None = None) -> dict:
     info = {"model": g.name, "format": f"{h.get('producer', '')}", "blob_bytes": blob.size,
             "input": h["input"], "output": h["output"], "labels": g.labels, "layers": layers,
             "macs": sum(x["macs"] for x in layers), "min_budget_bytes": plan["min_budget"],
-            "full_budget_bytes": plan["full_budget"], "default_budget_bytes": plan["default_budget"]}
+            "full_budget_bytes": plan["full_budget"], "default_budget_bytes": plan["default_budget"],
+            "recipe": g.recipe}
     if board is not None:
         info["fit"] = fit.check(path, board, budget)
     return info
@@ -35,12 +36,13 @@ def format_table(info: dict) -> str:
     """Human-readable form of inspect()."""
     rows = [f"{info['model']}: {info['blob_bytes']:,} bytes, {info['macs']:,} MACs per inference ({info['format']})",
             f"input {info['input']['shape']} {info['input']['dtype']}, output {info['output']['shape']}"
-            + (f" then {info['output']['post']} on the host" if info['output'].get('post') else ""),
+            + (f" then {info['output']['post']} on the host" if info['output'].get('post') else "")
+            + (f"; recipe {info['recipe']}" if info.get("recipe") else ""),
             "",
-            f"{'#':>2} {'layer':<12} {'kind':<6} {'dtype':<5} {'in':>7} {'out':>7} {'act':<5} {'bytes':>10} {'MACs':>10} "
+            f"{'#':>2} {'layer':<16} {'kind':<6} {'dtype':<5} {'in':>7} {'out':>7} {'act':<5} {'bytes':>10} {'MACs':>10} "
             f"{'RAM min':>9} {'RAM 1 tile':>11}"]
     for i, x in enumerate(info["layers"]):
-        rows.append(f"{i:>2} {x['name'][:12]:<12} {x['kind']:<6} {x['dtype']:<5} {x['in'][0]:>7} {x['out'][0]:>7} "
+        rows.append(f"{i:>2} {x['name'][:16]:<16} {x['kind']:<6} {x['dtype']:<5} {x['in'][0]:>7} {x['out'][0]:>7} "
                     f"{x['act'] or '-':<5} {x['bytes']:>10,} {x['macs']:>10,} {x['ram_min_bytes']:>9,} {x['ram_one_tile_bytes']:>11,}")
     rows += ["", f"RAM budget (udx.Model budget=, bytes): min {info['min_budget_bytes']:,}, "
                  f"default {info['default_budget_bytes']:,}, every layer in one tile {info['full_budget_bytes']:,}"]

@@ -30,6 +30,7 @@ class Graph:
     post: str | None = None                     # "softmax" | "log_softmax": applied by the host, not streamed
     input_q: tuple[float, int] | None = None    # (scale, zero point) of the int8 input
     output_q: tuple[float, int] | None = None   # (scale, zero point) of the int8 output
+    recipe: str = ""                            # optimizer recipe that made it (recorded in the blob header)
 
     @property
     def dtype(self) -> str:

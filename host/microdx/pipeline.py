@@ -48,19 +48,26 @@ def _accuracy(outputs, d: data.Data, graph) -> tuple[float | None, str]:
     return reference.accuracy(outputs, y), how
 
 
-def convert(src, out, calib=None, use_float: bool = False) -> dict:
-    """Import `src`, fold its scale/shift layers (clean pass), quantize to int8 (calibrated on the `calib` data:
-    a data file path or microdx.data.Data) unless `use_float`, write `out`.
+def convert(src, out, calib=None, use_float: bool = False, recipe: str | None = None) -> dict:
+    """Import `src`, fold its scale/shift layers (clean pass), apply the optimizer `recipe` (see
+    microdx.optimizers.parse_recipe), quantize to int8 (calibrated on the `calib` data: a data file path or
+    microdx.data.Data) unless `use_float`, write `out`.
 
     Returns a report: blob_bytes, float32_bytes, compression, notes and, when the calibration data has
     labels, accuracy of the float model and of the converted model on that data.
     """
-    from microdx.optimizers import get
+    from microdx.optimizers import get, parse_recipe
 
+    steps = parse_recipe(recipe) if recipe else []     # a bad recipe fails before any work
     if calib is not None and not isinstance(calib, data.Data):
         calib = data.load(calib)
     cleaned = get("clean").apply(importers.load(src))
-    graph, notes = cleaned.graph, list(cleaned.report["notes"])
+    source, notes, reports = cleaned.graph, list(cleaned.report["notes"]), []
+    graph = source
+    for step in steps:
+        done = step.apply(graph)
+        graph, notes, reports = done.graph, notes + done.report["notes"], reports + [done.report]
+    graph = graph.copy(recipe=recipe or "")
     if calib is not None and calib.x is None:
         raise DataFileError(f"{calib.path} holds x_q (int8 codes): calibration needs the real values, as 'x'")
     if calib is not None and calib.x.shape[1] != graph.input_shape[0]:
@@ -74,11 +81,15 @@ def convert(src, out, calib=None, use_float: bool = False) -> dict:
         result, qnotes = quantize_graph(graph, calib.x)
         notes += qnotes
     size = blob_writer.write(result, out)
-    report = {"model": graph.name, "dtype": result.dtype, "blob_bytes": size, "float32_bytes": float_bytes(graph),
-              "compression": round(float_bytes(graph) / size, 2), "notes": notes}
+    report = {"model": graph.name, "dtype": result.dtype, "blob_bytes": size, "float32_bytes": float_bytes(source),
+              "compression": round(float_bytes(source) / size, 2), "notes": notes}
+    if recipe:
+        report.update(recipe=recipe, optimizers=reports)
     if calib is not None and data.is_class_labels(calib.y):   # float y: a regression target, no accuracy
-        float_acc, report["labels_as"] = _accuracy(reference.run_float(graph, calib.x), calib, graph)
+        float_acc, report["labels_as"] = _accuracy(reference.run_float(source, calib.x), calib, graph)
         report["float_accuracy_calib"] = float_acc
+        if recipe:   # the optimizers' own cost, before quantization
+            report["optimized_float_accuracy_calib"] = _accuracy(reference.run_float(graph, calib.x), calib, graph)[0]
         report["accuracy_calib"] = _accuracy(reference.run(result, calib.x), calib, graph)[0]
     return report
 

@@ -14,7 +14,37 @@ from microdx.optimizers.base import Optimizer, OptimizerResult
 # name -> "module:class", imported only when used
 REGISTRY = {
     "clean": "microdx.optimizers.clean:Clean",
+    "svd": "microdx.optimizers.svd:SVD",
 }
+
+
+def _value(text: str):
+    """'16' -> 16, '0.95' -> 0.95, anything else stays a string."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_recipe(recipe: str) -> list[Optimizer]:
+    """Optimizers of a recipe: steps separated by commas, each `name` or `name:knob=value[:knob=value...]`,
+    applied in order, e.g. "svd:energy=0.95" or "clean,svd:rank=32:min_inputs=64". Quantization (int8, or
+    --float) comes after the recipe."""
+    steps = []
+    for step in (s.strip() for s in recipe.split(",")):
+        if not step:
+            raise MicrodxError(f"recipe '{recipe}': empty step; steps are separated by single commas")
+        name, *knobs = step.split(":")
+        params = {}
+        for knob in knobs:
+            key, eq, value = knob.partition("=")
+            if not eq or not key or not value:
+                raise MicrodxError(f"recipe step '{step}': '{knob}' is not knob=value")
+            params[key] = _value(value)
+        steps.append(get(name, **params))
+    return steps
 
 
 def get(name: str, **params) -> Optimizer:
@@ -22,7 +52,12 @@ def get(name: str, **params) -> Optimizer:
     if name not in REGISTRY:
         raise MicrodxError(f"unknown optimizer '{name}'; known: {', '.join(sorted(REGISTRY))}")
     module, cls = REGISTRY[name].split(":")
-    return getattr(import_module(module), cls)(**params)
+    cls = getattr(import_module(module), cls)
+    unknown = sorted(set(params) - set(getattr(cls, "KNOBS", ())))
+    if unknown:
+        raise MicrodxError(f"optimizer '{name}' has no knob {', '.join(unknown)}; its knobs: "
+                           f"{', '.join(getattr(cls, 'KNOBS', ())) or 'none'}")
+    return cls(**params)
 
 
-__all__ = ["REGISTRY", "Optimizer", "OptimizerResult", "get"]
+__all__ = ["REGISTRY", "Optimizer", "OptimizerResult", "get", "parse_recipe"]

@@ -28,6 +28,7 @@ class Optimizer:
     and never changes its input."""
 
     name = ""
+    KNOBS: tuple = ()        # keyword arguments the recipe may set
 
     def __init__(self, **params):
         self.params = params

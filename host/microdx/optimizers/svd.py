@@ -1,0 +1,88 @@
+"""Weight factorization (DXTK): a dense layer W (m x n) becomes two, W ~= B A with a k-unit linear bottleneck.
+
+Truncated SVD W = U S V^T, kept to rank k, split evenly: A = sqrt(S_k) V_k^T (k x n, no bias, no activation),
+B = U_k sqrt(S_k) (m x k, the layer's bias and activation); even split keeps both factors' magnitudes alike, which
+int8 per-row scales like. A layer is factorized only when it saves weights and MACs: k (m + n) < m n.
+
+Rank, by the first knob given: `rank` (explicit), `energy` (smallest k keeping that fraction of sum S^2), `error`
+(smallest k whose relative Frobenius error sqrt(sum_{i>k} S_i^2 / sum S^2) is at most this; DXTK's redundancy
+estimate). Knob `min_inputs` (default 16) leaves small layers alone.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from microdx.errors import MicrodxError
+from microdx.ir import Graph, Layer
+from microdx.optimizers.base import Optimizer, OptimizerResult
+
+
+def choose_rank(s: np.ndarray, rank=None, energy=None, error=None) -> int:
+    """Rank k from singular values `s` (descending) and one of the knobs (see the module docstring)."""
+    power = s.astype(np.float64) ** 2
+    total = power.sum()
+    if rank is not None:
+        return int(min(rank, len(s)))
+    if total == 0:
+        return 1
+    kept = np.cumsum(power) / total
+    if energy is not None:
+        return int(np.searchsorted(kept, energy - 1e-12) + 1)
+    residual = np.sqrt(np.clip(1.0 - kept, 0.0, None))      # relative error after keeping k = 1, 2, ...
+    return int(np.argmax(residual <= error + 1e-12) + 1) if np.any(residual <= error + 1e-12) else len(s)
+
+
+class SVD(Optimizer):
+    """Truncated-SVD factorization of dense layers. Knobs: rank | energy | error, min_inputs (see module doc)."""
+
+    name = "svd"
+    KNOBS = ("rank", "energy", "error", "min_inputs")
+
+    def __init__(self, rank=None, energy=None, error=None, min_inputs=16):
+        given = [k for k, v in (("rank", rank), ("energy", energy), ("error", error)) if v is not None]
+        if len(given) != 1:
+            raise MicrodxError(f"svd needs exactly one of rank=, energy=, error= (got {', '.join(given) or 'none'}); "
+                               f"e.g. svd:energy=0.95")
+        if rank is not None and (int(rank) != rank or rank < 1):
+            raise MicrodxError(f"svd: rank={rank} must be a positive integer")
+        if energy is not None and not 0 < energy <= 1:
+            raise MicrodxError(f"svd: energy={energy} must be in (0, 1]")
+        if error is not None and not 0 <= error < 1:
+            raise MicrodxError(f"svd: error={error} must be in [0, 1)")
+        super().__init__(**{k: v for k, v in (("rank", rank), ("energy", energy), ("error", error)) if v is not None},
+                         min_inputs=min_inputs)
+        self.rank, self.energy, self.error, self.min_inputs = rank, energy, error, min_inputs
+
+    def apply(self, graph: Graph) -> OptimizerResult:
+        layers, rows = [], []
+        for layer in graph.layers:
+            if layer.kind != "dense" or layer.dtype != "f32":
+                layers.append(layer)
+                continue
+            w = layer.tensors["w"].astype(np.float64)
+            m, n = w.shape
+            u, s, vt = np.linalg.svd(w, full_matrices=False)
+            k = choose_rank(s, self.rank, self.energy, self.error)
+            err = float(np.sqrt((s[k:] ** 2).sum() / max((s ** 2).sum(), 1e-300)))
+            row = {"layer": layer.name, "shape": [m, n], "rank": k, "relative_error": err,
+                   "kept_energy": float((s[:k] ** 2).sum() / max((s ** 2).sum(), 1e-300))}
+            if n < self.min_inputs or k * (m + n) >= m * n:
+                row["skipped"] = (f"{n} inputs < min_inputs={self.min_inputs}" if n < self.min_inputs else
+                                  f"rank {k} saves nothing: {k} x ({m} + {n}) >= {m} x {n}")
+                layers.append(layer)
+            else:
+                root = np.sqrt(s[:k])
+                a = Layer("dense", f"{layer.name}.svd_a", "f32",
+                          {"w": (root[:, None] * vt[:k]).astype(np.float32), "b": np.zeros(k, np.float32)},
+                          {"act": None})
+                b = Layer("dense", f"{layer.name}.svd_b", "f32",
+                          {"w": (u[:, :k] * root[None, :]).astype(np.float32), "b": layer.tensors["b"]},
+                          dict(layer.attrs))
+                layers += [a, b]
+                row.update(weights_before=m * n, weights_after=k * (m + n))
+            rows.append(row)
+        out = graph.copy(layers=layers)
+        notes = [f"svd {r['layer']} {r['shape'][0]}x{r['shape'][1]}: " + (
+            f"rank {r['rank']} kept ({r['kept_energy']:.1%} of the energy, relative error {r['relative_error']:.3f})"
+            if "skipped" not in r else f"left as is ({r['skipped']})") for r in rows]
+        return OptimizerResult(out, self.report(graph, out, rows, notes))

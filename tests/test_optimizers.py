@@ -1,0 +1,81 @@
+"""Optimizers on known matrices, the recipe syntax, and factorized models bit-exact on the device."""
+import numpy as np
+import pytest
+
+from microdx import blob_reader, blob_writer, emulator, reference
+from microdx.errors import MicrodxError
+from microdx.ir import canonicalize
+from microdx.optimizers import get, parse_recipe
+from microdx.optimizers.svd import choose_rank
+from microdx.quantize import quantize_graph
+
+RNG = np.random.default_rng(11)
+
+
+def low_rank_graph(m=60, n=80, r=5, out=3):
+    """dense (n -> m, exactly rank r) + ReLU, then dense m -> out."""
+    w1 = RNG.normal(size=(m, r)) @ RNG.normal(size=(r, n)) / np.sqrt(n)
+    ops = [("dense", "fc1", {"w": w1, "b": RNG.normal(size=m) * 0.1}), ("relu", "r", {}),
+           ("dense", "fc2", {"w": RNG.normal(size=(out, m)) / np.sqrt(m), "b": np.zeros(out)})]
+    return canonicalize("lowrank", (n,), ops)
+
+
+@pytest.mark.parametrize("knob", [{"rank": 5}, {"energy": 0.999999}, {"error": 1e-5}])
+def test_svd_recovers_an_exactly_rank_r_layer(knob):
+    g = low_rank_graph()
+    result = get("svd", **knob).apply(g)
+    fc1 = result.report["layers"][0]
+    assert fc1["rank"] == 5 and fc1["relative_error"] < 1e-6
+    assert [layer.name for layer in result.graph.layers] == ["fc1.svd_a", "fc1.svd_b", "fc2"]
+    assert [layer.attrs["act"] for layer in result.graph.layers] == [None, "relu", None]
+    assert result.report["macs_after"] == 5 * (60 + 80) + 3 * 60 < result.report["macs_before"]
+    x = RNG.normal(size=(30, 80))
+    np.testing.assert_allclose(reference.run_float(result.graph, x), reference.run_float(g, x), rtol=1e-4, atol=1e-5)
+    assert "skipped" in result.report["layers"][1]     # fc2 is 3x60: no rank saves anything
+
+
+def test_svd_leaves_layers_where_it_saves_nothing():
+    g = low_rank_graph(m=20, n=20, r=15)
+    result = get("svd", energy=0.9999).apply(g)
+    assert "saves nothing" in result.report["layers"][0]["skipped"]
+    assert [layer.name for layer in result.graph.layers] == ["fc1", "fc2"]
+
+
+def test_choose_rank_by_each_knob():
+    s = np.array([4.0, 2.0, 1.0, 1.0])              # energies 16, 4, 1, 1 of 22
+    assert choose_rank(s, energy=16 / 22) == 1 and choose_rank(s, energy=20 / 22 + 1e-9) == 3
+    assert choose_rank(s, error=np.sqrt(2 / 22)) == 2 and choose_rank(s, error=0.0) == 4
+    assert choose_rank(s, rank=9) == 4
+
+
+def test_factorized_int8_model_is_bit_exact_on_the_device(tmp_path):
+    g = get("svd", rank=5).apply(low_rank_graph()).graph
+    x = RNG.normal(size=(40, 80))
+    q, _ = quantize_graph(g, x)
+    q = q.copy(recipe="svd:rank=5")
+    blob_writer.write(q, tmp_path / "m.dxb")
+    assert blob_reader.read(tmp_path / "m.dxb").graph.recipe == "svd:rank=5"
+    xin = reference.prepare_input(q, x)
+    run = emulator.run(tmp_path / "m.dxb", xin, heap=64 * 1024, budget=700)   # fc1.svd_b (80 rows) in tiles
+    np.testing.assert_array_equal(run.outputs, reference.run(q, xin))
+
+
+@pytest.mark.parametrize("recipe, message", [
+    ("svd", "exactly one of rank=, energy=, error="),
+    ("svd:rank=4:energy=0.9", "exactly one of"),
+    ("svd:rank=0", "positive integer"),
+    ("svd:energy=1.5", "in (0, 1]"),
+    ("svd:size=3", "no knob size; its knobs: rank, energy, error, min_inputs"),
+    ("svd:rank", "'rank' is not knob=value"),
+    ("clean,,svd:rank=2", "empty step"),
+    ("zip", "unknown optimizer 'zip'; known: clean, svd"),
+])
+def test_bad_recipes_are_named(recipe, message):
+    with pytest.raises(MicrodxError) as e:
+        parse_recipe(recipe)
+    assert message in str(e.value)
+
+
+def test_recipe_steps_and_values():
+    steps = parse_recipe("clean, svd:rank=32:min_inputs=64")
+    assert [s.name for s in steps] == ["clean", "svd"] and steps[1].get_params() == {"rank": 32, "min_inputs": 64}
