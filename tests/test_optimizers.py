@@ -68,7 +68,8 @@ def test_factorized_int8_model_is_bit_exact_on_the_device(tmp_path):
     ("svd:size=3", "no knob size; its knobs: rank, energy, error, min_inputs"),
     ("svd:rank", "'rank' is not knob=value"),
     ("clean,,svd:rank=2", "empty step"),
-    ("zip", "unknown optimizer 'zip'; known: clean, svd"),
+    ("zip", "unknown optimizer 'zip'; known: clean, prune_units, svd"),
+    ("prune_units:sparsity=1", "must be in [0, 1)"),
 ])
 def test_bad_recipes_are_named(recipe, message):
     with pytest.raises(MicrodxError) as e:
@@ -79,3 +80,30 @@ def test_bad_recipes_are_named(recipe, message):
 def test_recipe_steps_and_values():
     steps = parse_recipe("clean, svd:rank=32:min_inputs=64")
     assert [s.name for s in steps] == ["clean", "svd"] and steps[1].get_params() == {"rank": 32, "min_inputs": 64}
+
+
+def test_prune_units_hits_the_sparsity_and_keeps_the_output_layer():
+    g = canonicalize("mlp", (20,), [("dense", "h1", {"w": RNG.normal(size=(40, 20)), "b": RNG.normal(size=40)}),
+                                    ("relu", "r1", {}),
+                                    ("dense", "h2", {"w": RNG.normal(size=(30, 40)), "b": RNG.normal(size=30)}),
+                                    ("relu", "r2", {}),
+                                    ("dense", "out", {"w": RNG.normal(size=(5, 30)), "b": RNG.normal(size=5)})])
+    result = get("prune_units", sparsity=0.25).apply(g)
+    shapes = [layer.tensors["w"].shape for layer in result.graph.layers]
+    assert shapes == [(30, 20), (23, 30), (5, 23)]          # 10 of 40 and 7 of 30 hidden units removed
+    assert [r["removed"] for r in result.report["layers"]] == [10, 7]
+    assert result.report["bytes_after"] < result.report["bytes_before"]
+
+
+def test_prune_units_removes_dead_units_exactly():
+    """Units with (near-)zero incoming weights output act(bias), a constant: folding it into the next bias is exact."""
+    w1 = RNG.normal(size=(12, 8))
+    w1[[2, 5, 9]] = 1e-12                                     # three dead units, two with a positive bias
+    b1 = RNG.normal(size=12)
+    b1[[2, 5]] = [0.7, 1.3]
+    g = canonicalize("mlp", (8,), [("dense", "h", {"w": w1, "b": b1}), ("relu", "r", {}),
+                                   ("dense", "out", {"w": RNG.normal(size=(4, 12)), "b": np.zeros(4)})])
+    result = get("prune_units", sparsity=0.25).apply(g)
+    assert result.graph.layers[0].tensors["w"].shape == (9, 8)
+    x = RNG.normal(size=(50, 8))
+    np.testing.assert_allclose(reference.run_float(result.graph, x), reference.run_float(g, x), rtol=1e-5, atol=1e-6)

@@ -15,6 +15,7 @@ from microdx.optimizers.base import Optimizer, OptimizerResult
 REGISTRY = {
     "clean": "microdx.optimizers.clean:Clean",
     "svd": "microdx.optimizers.svd:SVD",
+    "prune_units": "microdx.optimizers.prune_units:PruneUnits",
 }
 
 
