@@ -1,7 +1,7 @@
 """The int8 runtime on real MCU arithmetic: MicroPython on an emulated 32-bit Cortex-M3 (../shared/targets/qemu-m3,
 31-bit small ints, single-precision floats) gives the host reference's integers for trained models whose weights
 exercise the quantizer's edge cases: dead units with floored row scales (tiny multipliers, the largest shifts),
-clipped row scales after a folded StandardScaler, and a tiled layer. Skips when the target or QEMU is absent."""
+clipped row scales after a folded StandardScaler, a tiled layer, and CSR-sparse layers (u8 and u16 indices). Skips when the target or QEMU is absent."""
 import shutil
 import subprocess
 import warnings
@@ -14,7 +14,8 @@ from microdx import blob_writer, data, emulator, pipeline, reference
 from microdx.importers import npz
 from microdx.ir import canonicalize
 from microdx.quantize import quantize_graph
-from microdx.synthetic import random_int8
+from microdx.optimizers import get
+from microdx.synthetic import random_graph, random_int8
 
 RUN = Path(__file__).resolve().parents[2] / "shared" / "targets" / "qemu-m3" / "run"
 pytestmark = pytest.mark.skipif(not RUN.is_file() or not shutil.which("qemu-system-arm"),
@@ -65,10 +66,15 @@ def _models(tmp):
     scaler = pipeline.read_blob(tmp / "scaler_src.dxb").graph
     tiled, _ = random_int8([64, 300, 10], seed=4)
     rng = np.random.default_rng(0)
+    sparse8, sparse16 = (quantize_graph(get("prune", sparsity=0.85, min_inputs=1).apply(random_graph(sizes, seed=5)).graph,
+                                        rng.normal(size=(64, sizes[0])))[0] for sizes in ([64, 97, 10], [300, 40, 6]))
+    assert {layer.kind for layer in sparse8.layers + sparse16.layers} == {"sparse"}
     return {
         "dead": (dead, np.vstack([reference.prepare_input(dead, x_te[:30]), edges]), None),
         "scaler": (scaler, np.vstack([reference.prepare_input(scaler, x_te[:30] * 16), edges]), None),
         "tiled": (tiled, rng.integers(-128, 128, size=(10, 64)).astype(np.int8), 2048),   # 300 rows in tiles
+        "sparse8": (sparse8, np.vstack([rng.integers(-128, 128, size=(8, 64)), edges[:, :64]]).astype(np.int8), 700),
+        "sparse16": (sparse16, rng.integers(-128, 128, size=(6, 300)).astype(np.int8), 1700),   # u16 indices
     }
 
 
@@ -93,4 +99,4 @@ def test_int8_models_are_bit_exact_on_cortex_m3(tmp_path):
     counts = [ln for ln in lines if ln[0] == "instructions"]
     assert len(counts) == len(models)
     for _, name, instructions, macs in counts:   # a figure for the log (pytest -s), not an assertion on speed
-        print(f"qemu-m3 {name}: {int(instructions) / int(macs):.0f} instructions per MAC (pure-Python int8 kernel)")
+        print(f"qemu-m3 {name}: {int(instructions) / int(macs):.0f} instructions per MAC (pure-Python kernels)")

@@ -29,6 +29,18 @@ def _tensor(tensors, name, dtype, shape, what):
     return t[0]
 
 
+def requant_row(acc, scratch, kb, kq, zero, lo):
+    """int8 output of one row: acc (sum of w*x, int32) + the int32 bias at scratch[kb:kb+4], requantized by the
+    multiplier (16 bits) and shift (8 bits) at scratch[kq:kq+3], plus `zero`, clamped to [lo, 127]."""
+    acc += (scratch[kb] | (scratch[kb + 1] << 8) | (scratch[kb + 2] << 16)
+            | (((scratch[kb + 3] ^ 0x80) - 0x80) << 24))
+    mult = scratch[kq] | (scratch[kq + 1] << 8)
+    s = scratch[kq + 2]
+    # (acc * mult) >> s, rounded half up, split in 16-bit halves so nothing leaves int32.
+    v = (((acc >> 16) * mult + (((acc & 0xFFFF) * mult) >> 16) + (1 << (s - 17))) >> (s - 16)) + zero
+    return lo if v < lo else (127 if v > 127 else v)
+
+
 class DenseI8:
     """int8 dense layer: y = clamp(requant(W x + b) + zero), W stored offset-binary (int8 + 128).
 
@@ -88,15 +100,7 @@ class DenseI8:
                 base = j * n
                 for i in range(n):
                     acc += scratch[base + i] * x[i]
-                k = wn + 4 * j
-                acc += (scratch[k] | (scratch[k + 1] << 8) | (scratch[k + 2] << 16)
-                        | (((scratch[k + 3] ^ 0x80) - 0x80) << 24)) - xs
-                k += 4 * r
-                mult = scratch[k] | (scratch[k + 1] << 8)
-                s = scratch[k + 2]
-                # (acc * mult) >> s, rounded half up, split in 16-bit halves so nothing leaves int32.
-                v = (((acc >> 16) * mult + (((acc & 0xFFFF) * mult) >> 16) + (1 << (s - 17))) >> (s - 16)) + zero
-                y[row + j] = lo if v < lo else (127 if v > 127 else v)
+                y[row + j] = requant_row(acc - xs, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
             row += r
             if trace:
                 trace()

@@ -5,14 +5,24 @@ import array
 import gc
 
 from udx import blob
-from udx.dense import DenseI8, DenseF32
+from udx import dense   # noqa: F401  nearly every blob has dense layers: loaded with udx, not mid-open
 from udx.errors import FormatError, TruncatedError, UnsupportedLayerError, BudgetError, InputShapeError
 
-# (kind, dtype) -> layer class. A new kernel is one class with the same four methods plus one line here.
+# (kind, dtype) -> (module, class). A new kernel is one class with the same methods plus one line here. Modules other
+# than dense are imported only when a blob names them: each costs heap (DESIGN.md §9).
 KERNELS = {
-    ("dense", "i8"): DenseI8,
-    ("dense", "f32"): DenseF32,
+    ("dense", "i8"): ("udx.dense", "DenseI8"),
+    ("dense", "f32"): ("udx.dense", "DenseF32"),
+    ("sparse", "i8"): ("udx.sparse", "SparseI8"),
 }
+
+
+def _kernel(kind, dtype):
+    """The layer class for kind/dtype, or None."""
+    spec = KERNELS.get((kind, dtype))
+    if spec is None:
+        return None
+    return getattr(__import__(spec[0], None, None, (spec[1],)), spec[1])
 
 DEFAULT_SCRATCH = 16384   # bytes of weight scratch when no budget is given
 ACT_ITEM = {"i8": 1, "f32": 4}
@@ -68,7 +78,7 @@ class Model:
             what = "layer %d" % i
             kind = blob.field(e, "kind", str, what)
             dtype = blob.field(e, "dtype", str, what)
-            cls = KERNELS.get((kind, dtype))
+            cls = _kernel(kind, dtype)
             if cls is None:
                 raise UnsupportedLayerError("%s: no kernel for %s/%s in this udx (has: %s)"
                                             % (what, kind, dtype, ", ".join("%s/%s" % k for k in KERNELS)))

@@ -105,7 +105,12 @@ def parse(data: bytes) -> Blob:
         if s_in != prev:
             raise FormatError(f"{what}: input shape {list(s_in)} does not follow {list(prev)}")
         prev = s_out
-        for tname, (tdtype, tshape) in OPS[kind].tensor_spec(dtype, s_in[0], s_out[0]).items():
+        attrs = {k: e[k] for k in ("act", "zero", "scale") if k in e}
+        if kind == "sparse":   # stored weights: at least 1, at most all; the fullest row at most one row's worth
+            attrs["nnz"] = _int(e, "nnz", 1, s_in[0] * s_out[0], what)
+            attrs["row_nnz"] = _int(e, "row_nnz", 1, s_in[0], what)
+            attrs["inputs"] = s_in[0]
+        for tname, (tdtype, tshape) in OPS[kind].tensor_spec(dtype, s_in[0], s_out[0], attrs).items():
             t = tensors.get(tname)
             if t is None:
                 raise FormatError(f"{what}: tensor '{tname}' missing")
@@ -115,7 +120,8 @@ def parse(data: bytes) -> Blob:
             _int(e, "zero", -128, 127, what)
         if e.get("act") not in (None, "relu"):
             raise FormatError(f"{what}: unknown activation {e.get('act')!r}")
-        attrs = {k: e[k] for k in ("act", "zero", "scale") if k in e}
+        if kind == "sparse":
+            _check_csr(tensors, attrs, what)
         layers.append(Layer(kind, name, dtype, tensors, attrs))
         record_bytes.append(rlen)
     if not layers:
@@ -129,6 +135,15 @@ def parse(data: bytes) -> Blob:
     graph = Graph(str(header.get("model", "")), in_shape, layers, list(header.get("labels") or []),
                   out.get("post"), q(inp), q(out), str(header.get("recipe") or ""))
     return Blob(header, graph, size, record_bytes)
+
+
+def _check_csr(tensors: dict, attrs: dict, what: str) -> None:
+    """Row pointers from 0 to nnz, never decreasing, no row over row_nnz; indices below the input count."""
+    ptr, steps = tensors["ptr"].astype(np.int64), np.diff(tensors["ptr"].astype(np.int64))
+    if ptr[0] != 0 or ptr[-1] != attrs["nnz"] or steps.min() < 0 or steps.max() > attrs["row_nnz"]:
+        raise FormatError(f"{what}: sparse row pointers are not 0 .. {attrs['nnz']} in steps of 0 .. {attrs['row_nnz']}")
+    if tensors["idx"].max() >= attrs["inputs"]:
+        raise FormatError(f"{what}: sparse column index {int(tensors['idx'].max())} >= {attrs['inputs']} inputs")
 
 
 def _read_record(data: bytes, off: int, rlen: int, what: str) -> dict:

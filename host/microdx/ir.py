@@ -46,6 +46,8 @@ def layer_shapes(graph: Graph) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     for layer in graph.layers:
         if layer.kind == "dense":
             out = (int(layer.tensors["w"].shape[0]),)
+        elif layer.kind == "sparse":
+            out = (int(layer.tensors["b"].shape[0]),)
         elif layer.kind == "affine":          # elementwise: keeps the shape
             out = cur
         else:

@@ -115,17 +115,21 @@ def forward_i8(layer: Layer, x: np.ndarray) -> np.ndarray:
     """
     x = np.asarray(x, dtype=np.int64)
     w_u = layer.tensors["w"].astype(np.int64)           # offset-binary, 1..255
+    check_int32("sum |w_u * x| (bounds every partial sum)", np.abs(x) @ w_u.T)
+    xs = x.sum(axis=1, keepdims=True) << 7
+    check_int32("128 * sum(x)", xs)
+    return finish_i8(layer, x @ w_u.T, xs)
+
+
+def finish_i8(layer: Layer, s1: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """What device/udx/dense.py requant_row does with a row's sum(w_u*x) `s1` and 128*sum(x) `xs`:
+    (s1 - xs) + bias, requantized, plus the output zero point, clamped (ReLU: at the zero point)."""
     bias = layer.tensors["b"].astype(np.int64)
     q = layer.tensors["q"].astype(np.int64)
     mult, shift = q & 0xFFFF, (q >> 16) & 0xFF
-    check_int32("sum |w_u * x| (bounds every partial sum)", np.abs(x) @ w_u.T)
-    s1 = x @ w_u.T
-    xs = x.sum(axis=1, keepdims=True) << 7
-    check_int32("128 * sum(x)", xs)
-    t = bias[None, :] - xs
-    check_int32("bias - 128*sum(x)", t)
-    acc = s1 + t
-    v = requantize(acc, mult[None, :], shift[None, :]) + layer.attrs["zero"]
+    t = s1 - xs
+    check_int32("sum(w_u*x) - 128*sum(x)", t)
+    v = requantize(t + bias[None, :], mult[None, :], shift[None, :]) + layer.attrs["zero"]
     lo = layer.attrs["zero"] if layer.attrs.get("act") == "relu" else -128
     return np.clip(v, lo, 127).astype(np.int8)
 
@@ -142,7 +146,7 @@ def scratch_bytes(layer: Layer) -> tuple[int, int]:
     return row, row * m
 
 
-def tensor_spec(dtype: str, n: int, m: int) -> dict[str, tuple[str, tuple[int, ...]]]:
+def tensor_spec(dtype: str, n: int, m: int, entry: dict | None = None) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Blob tensors of a dense layer with n inputs and m outputs: name -> (blob dtype, shape)."""
     if dtype == "i8":
         return {"w": ("u8", (m, n)), "b": ("i32", (m,)), "q": ("u32", (m,))}

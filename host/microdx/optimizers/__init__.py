@@ -16,6 +16,7 @@ REGISTRY = {
     "clean": "microdx.optimizers.clean:Clean",
     "svd": "microdx.optimizers.svd:SVD",
     "prune_units": "microdx.optimizers.prune_units:PruneUnits",
+    "prune": "microdx.optimizers.prune:Prune",
 }
 
 

@@ -1,0 +1,98 @@
+# CSR-sparse int8 layers (pruned dense layers), streamed from the open blob in tiles of output rows.
+# Tensors: v (nonzero weights, offset-binary u8), idx (their input indices: u8 up to 256 inputs, else u16 LE),
+# ptr (i32 row starts), b (i32 bias), q (u32 multiplier | shift << 16): see host/microdx/ops/sparse.py.
+# Pure Python; the host reference (microdx.ops.sparse.forward_i8) gives the same integers.
+from udx.blob import int_field, read_exact
+from udx.dense import _dims, _act, _tensor, requant_row
+from udx.errors import FormatError
+
+
+def _i32(buf, k):
+    return buf[k] | (buf[k + 1] << 8) | (buf[k + 2] << 16) | (((buf[k + 3] ^ 0x80) - 0x80) << 24)
+
+
+class SparseI8:
+    """int8 CSR layer: for each row, acc = sum(v * x[idx]) - 128 * sum(x[idx]) over its stored weights, then
+    requantized like a dense row. A tile of r rows reads r + 1 row pointers, then that tile's values, indices,
+    biases and multipliers; the header's row_nnz (the fullest row) bounds a tile before anything is read."""
+
+    def __init__(self, entry, what):
+        self.n, self.m = _dims(entry, what)
+        self.zero = int_field(entry, "zero", -128, 127, what)
+        self.lo = self.zero if _act(entry, what) == "relu" else -128
+        self.nnz = int_field(entry, "nnz", 1, self.n * self.m, what)
+        self.row_nnz = int_field(entry, "row_nnz", 1, self.n, what)
+        self.isz = 1 if self.n <= 256 else 2
+        self.rows = 1
+        self.macs = self.nnz
+
+    def attach(self, tensors, what):
+        self.v = _tensor(tensors, "v", "u8", [self.nnz], what)
+        self.idx = _tensor(tensors, "idx", "u8" if self.isz == 1 else "u16", [self.nnz], what)
+        self.ptr = _tensor(tensors, "ptr", "i32", [self.m + 1], what)
+        self.b = _tensor(tensors, "b", "i32", [self.m], what)
+        self.q = _tensor(tensors, "q", "u32", [self.m], what)
+
+    def payload_bytes(self):
+        return self.nnz * (1 + self.isz) + 4 * (self.m + 1) + 8 * self.m
+
+    def scratch_bytes(self):
+        """(smallest, whole-layer) scratch in bytes: a row takes row_nnz values and indices, two row pointers,
+        a bias and a multiplier; the whole layer exactly its payload."""
+        row = self.row_nnz * (1 + self.isz) + 16
+        full = self.payload_bytes()
+        return row, (full if full > row else row)
+
+    def bind(self, scratch_len):
+        if scratch_len >= self.scratch_bytes()[1]:
+            self.rows = self.m
+        else:
+            self.rows = min(self.m, (scratch_len - 4) // (self.row_nnz * (1 + self.isz) + 12))
+
+    def forward(self, f, x, y, scratch, trace):
+        m = self.m
+        isz = self.isz
+        zero = self.zero
+        lo = self.lo
+        mv = memoryview(scratch)
+        row = 0
+        while row < m:
+            r = m - row if m - row < self.rows else self.rows
+            pb = 4 * (r + 1)
+            f.seek(self.ptr + 4 * row)
+            read_exact(f, mv[:pb], "sparse row pointers")
+            p0 = _i32(scratch, 0)
+            nv = _i32(scratch, 4 * r) - p0
+            if nv < 0 or nv > r * self.row_nnz:   # CRC-valid but inconsistent: never read past the tile
+                raise FormatError("sparse layer: row pointers %d..%d do not fit %d rows" % (p0, p0 + nv, r))
+            vo = pb
+            io = vo + nv
+            bo = io + nv * isz
+            f.seek(self.v + p0)
+            read_exact(f, mv[vo:io], "sparse values")
+            f.seek(self.idx + p0 * isz)
+            read_exact(f, mv[io:bo], "sparse indices")
+            f.seek(self.b + 4 * row)
+            read_exact(f, mv[bo:bo + 4 * r], "sparse bias")
+            f.seek(self.q + 4 * row)
+            read_exact(f, mv[bo + 4 * r:bo + 8 * r], "sparse multipliers")
+            k = 0
+            for j in range(r):
+                end = _i32(scratch, 4 * (j + 1)) - p0
+                if end < k or end > nv:
+                    raise FormatError("sparse layer: row pointer %d out of order" % (end + p0))
+                acc = 0
+                xs = 0
+                while k < end:
+                    if isz == 1:
+                        c = scratch[io + k]
+                    else:
+                        c = scratch[io + 2 * k] | (scratch[io + 2 * k + 1] << 8)
+                    xv = x[c]
+                    acc += scratch[vo + k] * xv
+                    xs += xv
+                    k += 1
+                y[row + j] = requant_row(acc - (xs << 7), scratch, bo + 4 * j, bo + 4 * r + 4 * j, zero, lo)
+            row += r
+            if trace:
+                trace()
