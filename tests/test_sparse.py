@@ -5,32 +5,22 @@ import pytest
 
 from microdx import blob_reader, blob_writer, emulator, reference
 from microdx.errors import FormatError
-from microdx.ir import canonicalize
 from microdx.ops import sparse
 from microdx.optimizers import get
 from microdx.quantize import quantize_graph
+from microdx.synthetic import random_graph
 
 RNG = np.random.default_rng(21)
 
 
-def mlp(sizes, seed=0):
-    rng = np.random.default_rng(seed)
-    ops = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        ops.append(("dense", f"fc{i}", {"w": rng.normal(size=(b, a)) / np.sqrt(a), "b": rng.normal(size=b) * 0.1}))
-        if i < len(sizes) - 2:
-            ops.append(("relu", f"r{i}", {}))
-    return canonicalize("mlp", (sizes[0],), ops)
-
-
 def pruned_int8(sizes, sparsity, seed=0, n_calib=64):
-    g = get("prune", sparsity=sparsity, min_inputs=1).apply(mlp(sizes, seed)).graph
+    g = get("prune", sparsity=sparsity, min_inputs=1).apply(random_graph(sizes, seed)).graph
     x = np.random.default_rng(seed + 1).normal(size=(n_calib, sizes[0]))
     return quantize_graph(g, x)[0], x
 
 
 def test_prune_zeroes_exactly_the_requested_fraction():
-    g = mlp([50, 40, 30])
+    g = random_graph([50, 40, 30])
     result = get("prune", sparsity=0.75).apply(g)
     for layer, before in zip(result.graph.layers, g.layers):
         w = layer.tensors["w"]
