@@ -154,6 +154,17 @@ def cmd_eval(a):
     _emit(r, a.json, text)
 
 
+def cmd_bench(a):
+    from microdx import bench_compression
+
+    update, close = _progress(3000, "MFCC features")
+    try:
+        r = bench_compression.run(a.data, board=a.board, progress=update)
+    finally:
+        close()
+    _emit(r, a.json, lambda: bench_compression.format_report(r))
+
+
 def cmd_demo(a):
     from microdx import demo
 
@@ -234,6 +245,11 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help="keep the model, data and blob in this folder")
     board_option(d, "rp2040", "board profile to emulate")
 
+    b = sub.add_parser("bench", help="benchmarks: 'compression' trains, compresses and runs the DXTK SpeakerID network")
+    b.add_argument("what", choices=["compression"])
+    b.add_argument("--data", metavar="PATH", help="the FSDD folder (holding recordings/); default ../shared/data/fsdd")
+    board_option(b, "rp2040", "board profile to emulate")
+
     for s in (r, e):
         board_option(s, "rp2040", "board profile to emulate")
         s.add_argument("--heap", type=_size, help=f"override the board's heap ({sizes})")
@@ -243,13 +259,14 @@ def parser() -> argparse.ArgumentParser:
     for s, when in ((c, " checked with --board"), (i, " checked with --board"), (r, ""), (e, " with --device")):
         s.add_argument("--budget", type=_size, help=f"udx.Model RAM budget for activations and weight tiles"
                                                      f"{when} ({sizes}; default: udx's)")
-    for s in (c, i, r, e, d):
+    for s in (c, i, r, e, d, b):
         s.add_argument("--json", action="store_true", help="print JSON (strict: NaN/Inf become null, with a note)")
     c.set_defaults(func=cmd_convert)
     i.set_defaults(func=cmd_inspect)
     r.set_defaults(func=cmd_run)
     e.set_defaults(func=cmd_eval)
     d.set_defaults(func=cmd_demo)
+    b.set_defaults(func=cmd_bench)
     return p
 
 

@@ -1,0 +1,1 @@
+"""Feature front-ends on the host (numpy/scipy). The device will mirror them in a later issue."""
