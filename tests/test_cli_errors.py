@@ -75,6 +75,7 @@ FILES = {
                                                  # beside udx
     "f32.dxb": lambda p: blob_writer.write(random_graph([16, 12, 4], seed=5), p),
     "good.npz": _savez(x=X, y=np.array([0, 1, 2, 3, 0, 1])),
+    "no-labels.npz": _savez(x=X),
     "text.npz": _text("x,y\n1,2\n"),
     "empty-file.npz": _text(""),
     "single.npz": _npy,
@@ -176,6 +177,10 @@ CASES = [
                                       "svd:size=3"], "optimizer 'svd' has no knob size"),
     ("convert: unknown optimizer", ["convert", "{d}/m.npz", "-o", "{out}/m.dxb", "--float", "--recipe", "zip:level=9"],
      "unknown optimizer 'zip'"),
+    ("sweep: a bad recipe in the grid", ["sweep", "{d}/m.npz", "--data", "{d}/good.npz", "--out", "{out}",
+                                         "--recipe", "svd:rank=-2"], "svd: rank=-2 must be a positive integer"),
+    ("sweep: data without labels", ["sweep", "{d}/m.npz", "--data", "{d}/no-labels.npz", "--out", "{out}",
+                                    "--recipe", ""], "no-labels.npz: sweep needs real-valued x and labels y"),
     ("model: --source missing", ["eval", "{d}/m.dxb", "--data", "{d}/good.npz", "--source", "{d}/missing.onnx"],
      "missing.onnx"),
     ("convert: --board check with a budget below the model's", ["convert", "{d}/m.npz", "-o", "{out}/m.dxb",

@@ -165,6 +165,19 @@ def cmd_bench(a):
     _emit(r, a.json, lambda: bench_compression.format_report(r))
 
 
+def cmd_sweep(a):
+    from microdx import sweep
+
+    grid = a.recipe or list(sweep.DEFAULT_GRID)
+    update, close = _progress(len(grid), "sweep")
+    try:
+        r = sweep.run(a.src, _data(a.data), calib=_data(a.calib) if a.calib else None, grid=grid, out=a.out,
+                      jobs=a.jobs, progress=update)
+    finally:
+        close()
+    _emit(r, a.json, lambda: sweep.format_table(r))
+
+
 def cmd_demo(a):
     from microdx import demo
 
@@ -245,6 +258,15 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--out", help="keep the model, data and blob in this folder")
     board_option(d, "rp2040", "board profile to emulate")
 
+    w = sub.add_parser("sweep", help="accuracy and blob bytes of a grid of recipes, with a Pareto plot")
+    w.add_argument("src")
+    w.add_argument("--data", required=True, help="data .npz (x, y) to score each recipe on")
+    w.add_argument("--calib", help="data .npz for int8 calibration (default: --data)")
+    w.add_argument("--recipe", action="append", help="a recipe to try (repeat the option; '' for none); "
+                                                     "default: a built-in grid of svd, prune and prune_units")
+    w.add_argument("--out", default=".", help="folder for sweep.json, sweep.csv, sweep.png (default: here)")
+    w.add_argument("--jobs", type=int, default=-1, help="parallel jobs (joblib; default: all cores)")
+
     b = sub.add_parser("bench", help="benchmarks: 'compression' trains, compresses and runs the DXTK SpeakerID network")
     b.add_argument("what", choices=["compression"])
     b.add_argument("--data", metavar="PATH", help="the FSDD folder (holding recordings/); default ../shared/data/fsdd")
@@ -259,7 +281,7 @@ def parser() -> argparse.ArgumentParser:
     for s, when in ((c, " checked with --board"), (i, " checked with --board"), (r, ""), (e, " with --device")):
         s.add_argument("--budget", type=_size, help=f"udx.Model RAM budget for activations and weight tiles"
                                                      f"{when} ({sizes}; default: udx's)")
-    for s in (c, i, r, e, d, b):
+    for s in (c, i, r, e, d, b, w):
         s.add_argument("--json", action="store_true", help="print JSON (strict: NaN/Inf become null, with a note)")
     c.set_defaults(func=cmd_convert)
     i.set_defaults(func=cmd_inspect)
@@ -267,6 +289,7 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
     d.set_defaults(func=cmd_demo)
     b.set_defaults(func=cmd_bench)
+    w.set_defaults(func=cmd_sweep)
     return p
 
 
