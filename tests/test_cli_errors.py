@@ -181,6 +181,8 @@ CASES = [
                                          "--recipe", "svd:rank=-2"], "svd: rank=-2 must be a positive integer"),
     ("sweep: data without labels", ["sweep", "{d}/m.npz", "--data", "{d}/no-labels.npz", "--out", "{out}",
                                     "--recipe", ""], "no-labels.npz: sweep needs real-valued x and labels y"),
+    ("convert: --max-loss without --board", ["convert", "{d}/m.npz", "-o", "{out}/m.dxb", "--data", "{d}/good.npz",
+                                             "--max-loss", "1"], "--max-loss (auto-fit) needs --board and --data"),
     ("model: --source missing", ["eval", "{d}/m.dxb", "--data", "{d}/good.npz", "--source", "{d}/missing.onnx"],
      "missing.onnx"),
     ("convert: --board check with a budget below the model's", ["convert", "{d}/m.npz", "-o", "{out}/m.dxb",

@@ -65,7 +65,7 @@ def test_factorized_int8_model_is_bit_exact_on_the_device(tmp_path):
     ("svd:rank=4:energy=0.9", "exactly one of"),
     ("svd:rank=0", "positive integer"),
     ("svd:energy=1.5", "in (0, 1]"),
-    ("svd:size=3", "no knob size; its knobs: rank, energy, error, min_inputs"),
+    ("svd:size=3", "no knob size; its knobs: rank, energy, error, min_inputs, layers"),
     ("svd:rank", "'rank' is not knob=value"),
     ("clean,,svd:rank=2", "empty step"),
     ("zip", "unknown optimizer 'zip'; known: clean, prune, prune_units, svd"),

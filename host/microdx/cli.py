@@ -64,8 +64,19 @@ def _progress(total: int, what: str):
 def cmd_convert(a):
     from microdx import fit, pipeline
 
-    r = pipeline.convert(a.src, a.out, calib=_data(a.calib) if a.calib else None, use_float=a.float,
-                         recipe=a.recipe)
+    if a.max_loss is not None:
+        if not a.board or not a.data or a.recipe or a.float:
+            raise MicrodxError("--max-loss (auto-fit) needs --board and --data, and chooses the recipe itself "
+                               "(no --recipe, no --float)")
+        update, close = _progress(None, "auto-fit: per-layer sensitivity")
+        try:
+            r = pipeline.convert_to_fit(a.src, a.out, a.board, a.max_loss, _data(a.data),
+                                        _data(a.calib) if a.calib else None, progress=update)
+        finally:
+            close()
+    else:
+        r = pipeline.convert(a.src, a.out, calib=_data(a.calib) if a.calib else None, use_float=a.float,
+                             recipe=a.recipe)
     if a.board:
         try:
             r["fit"] = fit.check(a.out, a.board, a.budget)
@@ -76,6 +87,10 @@ def cmd_convert(a):
     def text():
         lines = [f"wrote {a.out}: {r['blob_bytes']:,} bytes ({r['dtype']}), float32 weights {r['float32_bytes']:,} "
                  f"bytes ({r['compression']}x)"]
+        if "loss_points" in r:
+            lines.append(f"auto-fit: recipe {r['recipe'] or '(none needed)'}; accuracy on the data "
+                         f"{_num(r['accuracy'])} against {_num(r['baseline_int8_accuracy'])} for plain int8 "
+                         f"({r['loss_points']} points lost), {r['recipes_measured']} recipes measured")
         if "accuracy_calib" in r:
             optimized = (f"after the recipe {_num(r['optimized_float_accuracy_calib'])}, "
                          if "optimized_float_accuracy_calib" in r else "")
@@ -237,6 +252,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--float", action="store_true", help="keep float32 weights (no quantization)")
     c.add_argument("--recipe", help="optimizers to apply before quantization, comma-separated, each name or "
                                     "name:knob=value[:knob=value], e.g. 'svd:energy=0.95' (docs/optimizers.md)")
+    c.add_argument("--max-loss", type=float, metavar="POINTS",
+                   help="auto-fit: choose per-layer svd/prune so the blob fits --board's flash, losing at most this "
+                        "many accuracy points on --data (docs/optimizers.md)")
+    c.add_argument("--data", help="with --max-loss: labelled data .npz to measure accuracy on")
     board_option(c, None, "check that the blob fits this board's flash and heap")
 
     i = sub.add_parser("inspect", help="layers, sizes, MACs and RAM of a blob")

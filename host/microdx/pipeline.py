@@ -94,6 +94,31 @@ def convert(src, out, calib=None, use_float: bool = False, recipe: str | None = 
     return report
 
 
+def convert_to_fit(src, out, board: str, max_loss: float, d: data.Data, calib: data.Data | None = None,
+                   progress=None) -> dict:
+    """Import and clean `src`, then let microdx.autofit choose the recipe that fits `board`'s flash with at most
+    `max_loss` points of accuracy lost on `d` (int8 host reference); int8 calibrated on `calib` (default `d`).
+    Writes `out`; returns the report of `convert` plus recipe, loss_points and the baseline accuracy."""
+    from microdx.autofit import autofit
+    from microdx.optimizers import get
+
+    if d.x is None or d.y is None:
+        raise DataFileError(f"{d.path}: auto-fit scores recipes on real-valued x with labels y")
+    source = get("clean").apply(importers.load(src)).graph
+    calib = calib or d
+    for what in (d, calib):
+        if what.x is None or what.x.shape[1] != source.input_shape[0]:
+            raise InputShapeError(f"{what.path}: needs x with {source.input_shape[0]} features per row")
+    y, how = data.class_indices(d.y, source.labels, n_outputs(source), d.path)
+    r = autofit(source, board, calib.x, d.x, y, max_loss, progress=progress)
+    size = blob_writer.write(r["graph"], out)
+    return {"model": source.name, "dtype": "i8", "blob_bytes": size, "float32_bytes": float_bytes(source),
+            "compression": round(float_bytes(source) / size, 2), "recipe": r["recipe"] or None,
+            "accuracy": r["accuracy"], "baseline_int8_accuracy": r["baseline_accuracy"],
+            "loss_points": r["loss_points"], "flash_allowance_bytes": r["allowance_bytes"],
+            "recipes_measured": r["tried"], "labels_as": how, "notes": []}
+
+
 def run(blob_path, d: data.Data, board: str = "rp2040", heap: int | None = None, budget: int | None = None,
         ignore_flash: bool = False, progress=None) -> dict:
     """Outputs of the blob on the emulated board for every row of `d`, with the device's heap and time figures."""

@@ -46,3 +46,10 @@ class Optimizer:
                 "bytes_before": weight_bytes(before), "bytes_after": weight_bytes(after),
                 "macs_before": graph_macs(before), "macs_after": graph_macs(after),
                 "layers": layers, "notes": notes}
+
+
+def layer_names(value) -> set | None:
+    """The `layers` knob: None (every layer), or names joined by '+' in a recipe ("fc1+fc2"), or a list."""
+    if value is None:
+        return None
+    return set(value.split("+")) if isinstance(value, str) else set(value)

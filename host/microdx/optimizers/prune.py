@@ -3,7 +3,7 @@ layer as CSR (ops/sparse.py) wherever that is smaller once its index bytes are c
 weight (3 above 256 inputs) against 1 byte per weight dense, so it pays from roughly half the weights pruned.
 
 Knob `sparsity`: the fraction of each dense layer's weights set to zero (the smallest |w| of that layer; ties broken
-by position). `min_inputs` (default 16) leaves small layers alone. Without retraining accuracy falls quickly past a
+by position). `min_inputs` (default 16) leaves small layers alone; `layers` ("fc1+fc2") limits it to those layers. Without retraining accuracy falls quickly past a
 layer's redundancy: `microdx convert` prints it.
 """
 from __future__ import annotations
@@ -12,25 +12,27 @@ import numpy as np
 
 from microdx.errors import MicrodxError
 from microdx.ir import Graph, Layer
-from microdx.optimizers.base import Optimizer, OptimizerResult
+from microdx.optimizers.base import Optimizer, OptimizerResult, layer_names
 
 
 class Prune(Optimizer):
     """Magnitude pruning of dense layers. Knobs: sparsity (fraction zeroed per layer), min_inputs."""
 
     name = "prune"
-    KNOBS = ("sparsity", "min_inputs")
+    KNOBS = ("sparsity", "min_inputs", "layers")
 
-    def __init__(self, sparsity=None, min_inputs=16):
+    def __init__(self, sparsity=None, min_inputs=16, layers=None):
         if sparsity is None or not 0 <= sparsity < 1:
             raise MicrodxError(f"prune: sparsity={sparsity} must be in [0, 1), e.g. prune:sparsity=0.8")
-        super().__init__(sparsity=sparsity, min_inputs=min_inputs)
+        super().__init__(sparsity=sparsity, min_inputs=min_inputs, **({"layers": layers} if layers else {}))
         self.sparsity, self.min_inputs = float(sparsity), int(min_inputs)
+        self.layers = layer_names(layers)
 
     def apply(self, graph: Graph) -> OptimizerResult:
         layers, rows = [], []
         for layer in graph.layers:
-            if layer.kind != "dense" or layer.dtype != "f32" or layer.tensors["w"].shape[1] < self.min_inputs:
+            if layer.kind != "dense" or layer.dtype != "f32" or layer.tensors["w"].shape[1] < self.min_inputs \
+                    or (self.layers and layer.name not in self.layers):
                 layers.append(layer)
                 continue
             w = layer.tensors["w"].copy()

@@ -6,7 +6,7 @@ int8 per-row scales like. A layer is factorized only when it saves weights and M
 
 Rank, by the first knob given: `rank` (explicit), `energy` (smallest k keeping that fraction of sum S^2), `error`
 (smallest k whose relative Frobenius error sqrt(sum_{i>k} S_i^2 / sum S^2) is at most this; DXTK's redundancy
-estimate). Knob `min_inputs` (default 16) leaves small layers alone.
+estimate). Knob `min_inputs` (default 16) leaves small layers alone; `layers` ("fc1+fc2") limits it to those layers.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from microdx.errors import MicrodxError
 from microdx.ir import Graph, Layer
-from microdx.optimizers.base import Optimizer, OptimizerResult
+from microdx.optimizers.base import Optimizer, OptimizerResult, layer_names
 
 
 def choose_rank(s: np.ndarray, rank=None, energy=None, error=None) -> int:
@@ -36,9 +36,9 @@ class SVD(Optimizer):
     """Truncated-SVD factorization of dense layers. Knobs: rank | energy | error, min_inputs (see module doc)."""
 
     name = "svd"
-    KNOBS = ("rank", "energy", "error", "min_inputs")
+    KNOBS = ("rank", "energy", "error", "min_inputs", "layers")
 
-    def __init__(self, rank=None, energy=None, error=None, min_inputs=16):
+    def __init__(self, rank=None, energy=None, error=None, min_inputs=16, layers=None):
         given = [k for k, v in (("rank", rank), ("energy", energy), ("error", error)) if v is not None]
         if len(given) != 1:
             raise MicrodxError(f"svd needs exactly one of rank=, energy=, error= (got {', '.join(given) or 'none'}); "
@@ -49,14 +49,15 @@ class SVD(Optimizer):
             raise MicrodxError(f"svd: energy={energy} must be in (0, 1]")
         if error is not None and not 0 <= error < 1:
             raise MicrodxError(f"svd: error={error} must be in [0, 1)")
-        super().__init__(**{k: v for k, v in (("rank", rank), ("energy", energy), ("error", error)) if v is not None},
-                         min_inputs=min_inputs)
+        super().__init__(**{k: v for k, v in (("rank", rank), ("energy", energy), ("error", error), ("layers", layers))
+                            if v is not None}, min_inputs=min_inputs)
         self.rank, self.energy, self.error, self.min_inputs = rank, energy, error, min_inputs
+        self.layers = layer_names(layers)
 
     def apply(self, graph: Graph) -> OptimizerResult:
         layers, rows = [], []
         for layer in graph.layers:
-            if layer.kind != "dense" or layer.dtype != "f32":
+            if layer.kind != "dense" or layer.dtype != "f32" or (self.layers and layer.name not in self.layers):
                 layers.append(layer)
                 continue
             w = layer.tensors["w"].astype(np.float64)
