@@ -1,7 +1,8 @@
 """The int8 runtime on real MCU arithmetic: MicroPython on an emulated 32-bit Cortex-M3 (../shared/targets/qemu-m3,
 31-bit small ints, single-precision floats) gives the host reference's integers for trained models whose weights
 exercise the quantizer's edge cases: dead units with floored row scales (tiny multipliers, the largest shifts),
-clipped row scales after a folded StandardScaler, a tiled layer, and CSR-sparse layers (u8 and u16 indices). Skips when the target or QEMU is absent."""
+clipped row scales after a folded StandardScaler, a tiled layer, CSR-sparse layers (u8 and u16 indices) and
+3-bit codebook layers. Skips when the target or QEMU is absent."""
 import shutil
 import subprocess
 import warnings
@@ -69,12 +70,16 @@ def _models(tmp):
     sparse8, sparse16 = (quantize_graph(get("prune", sparsity=0.85, min_inputs=1).apply(random_graph(sizes, seed=5)).graph,
                                         rng.normal(size=(64, sizes[0])))[0] for sizes in ([64, 97, 10], [300, 40, 6]))
     assert {layer.kind for layer in sparse8.layers + sparse16.layers} == {"sparse"}
+    shared, _ = quantize_graph(get("kmeans", bits=3, min_inputs=1).apply(random_graph([64, 45, 10], seed=6)).graph,
+                               rng.normal(size=(64, 64)))
+    assert {layer.kind for layer in shared.layers} == {"codebook"}
     return {
         "dead": (dead, np.vstack([reference.prepare_input(dead, x_te[:30]), edges]), None),
         "scaler": (scaler, np.vstack([reference.prepare_input(scaler, x_te[:30] * 16), edges]), None),
         "tiled": (tiled, rng.integers(-128, 128, size=(10, 64)).astype(np.int8), 2048),   # 300 rows in tiles
         "sparse8": (sparse8, np.vstack([rng.integers(-128, 128, size=(8, 64)), edges[:, :64]]).astype(np.int8), 700),
         "sparse16": (sparse16, rng.integers(-128, 128, size=(6, 300)).astype(np.int8), 1700),   # u16 indices
+        "codebook3": (shared, np.vstack([rng.integers(-128, 128, size=(6, 64)), edges[:, :64]]).astype(np.int8), 500),
     }
 
 

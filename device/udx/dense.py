@@ -29,6 +29,15 @@ def _tensor(tensors, name, dtype, shape, what):
     return t[0]
 
 
+def read_bias_mult(f, mv, at, b, q, row, r):
+    """Read rows row .. row+r-1 of the bias (i32) and multiplier (u32) tensors at file offsets b, q into
+    mv[at:at+4r] and mv[at+4r:at+8r]: the tail of every int8 tile."""
+    f.seek(b + row * 4)
+    read_exact(f, mv[at:at + 4 * r], "bias")
+    f.seek(q + row * 4)
+    read_exact(f, mv[at + 4 * r:at + 8 * r], "multipliers")
+
+
 def requant_row(acc, scratch, kb, kq, zero, lo):
     """int8 output of one row: acc (sum of w*x, int32) + the int32 bias at scratch[kb:kb+4], requantized by the
     multiplier (16 bits) and shift (8 bits) at scratch[kq:kq+3], plus `zero`, clamped to [lo, 127]."""
@@ -91,10 +100,7 @@ class DenseI8:
             wn = r * n
             f.seek(self.w + row * n)
             read_exact(f, mv[:wn], "dense weights")
-            f.seek(self.b + row * 4)
-            read_exact(f, mv[wn:wn + 4 * r], "dense bias")
-            f.seek(self.q + row * 4)
-            read_exact(f, mv[wn + 4 * r:wn + 8 * r], "dense multipliers")
+            read_bias_mult(f, mv, wn, self.b, self.q, row, r)
             for j in range(r):
                 acc = 0
                 base = j * n

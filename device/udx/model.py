@@ -14,6 +14,7 @@ KERNELS = {
     ("dense", "i8"): ("udx.dense", "DenseI8"),
     ("dense", "f32"): ("udx.dense", "DenseF32"),
     ("sparse", "i8"): ("udx.sparse", "SparseI8"),
+    ("codebook", "i8"): ("udx.codebook", "CodebookI8"),
 }
 
 

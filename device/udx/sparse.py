@@ -3,7 +3,7 @@
 # ptr (i32 row starts), b (i32 bias), q (u32 multiplier | shift << 16): see host/microdx/ops/sparse.py.
 # Pure Python; the host reference (microdx.ops.sparse.forward_i8) gives the same integers.
 from udx.blob import int_field, read_exact
-from udx.dense import _dims, _act, _tensor, requant_row
+from udx.dense import _dims, _act, _tensor, read_bias_mult, requant_row
 from udx.errors import FormatError
 
 
@@ -72,10 +72,7 @@ class SparseI8:
             read_exact(f, mv[vo:io], "sparse values")
             f.seek(self.idx + p0 * isz)
             read_exact(f, mv[io:bo], "sparse indices")
-            f.seek(self.b + 4 * row)
-            read_exact(f, mv[bo:bo + 4 * r], "sparse bias")
-            f.seek(self.q + 4 * row)
-            read_exact(f, mv[bo + 4 * r:bo + 8 * r], "sparse multipliers")
+            read_bias_mult(f, mv, bo, self.b, self.q, row, r)
             k = 0
             for j in range(r):
                 end = _i32(scratch, 4 * (j + 1)) - p0

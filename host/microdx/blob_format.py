@@ -21,4 +21,4 @@ def align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 # (layer kind, dtype) pairs the device runtime has kernels for (device/udx/model.py KERNELS)
-KIND_DTYPES = {("dense", "i8"), ("dense", "f32"), ("sparse", "i8")}
+KIND_DTYPES = {("dense", "i8"), ("dense", "f32"), ("sparse", "i8"), ("codebook", "i8")}

@@ -106,6 +106,9 @@ def parse(data: bytes) -> Blob:
             raise FormatError(f"{what}: input shape {list(s_in)} does not follow {list(prev)}")
         prev = s_out
         attrs = {k: e[k] for k in ("act", "zero", "scale") if k in e}
+        if kind == "codebook":
+            attrs["bits"] = _int(e, "bits", 2, 6, what)
+            attrs["inputs"] = s_in[0]
         if kind == "sparse":   # stored weights: at least 1, at most all; the fullest row at most one row's worth
             attrs["nnz"] = _int(e, "nnz", 1, s_in[0] * s_out[0], what)
             attrs["row_nnz"] = _int(e, "row_nnz", 1, s_in[0], what)

@@ -46,7 +46,7 @@ def layer_shapes(graph: Graph) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     for layer in graph.layers:
         if layer.kind == "dense":
             out = (int(layer.tensors["w"].shape[0]),)
-        elif layer.kind == "sparse":
+        elif layer.kind in ("sparse", "codebook"):
             out = (int(layer.tensors["b"].shape[0]),)
         elif layer.kind == "affine":          # elementwise: keeps the shape
             out = cur

@@ -5,7 +5,7 @@ import numpy as np
 
 from microdx.errors import QuantizationError
 from microdx.ir import Graph
-from microdx.ops import op, sparse
+from microdx.ops import codebook, op, sparse
 
 
 def act_qparams(lo: float, hi: float) -> tuple[float, int]:
@@ -37,6 +37,7 @@ def quantize_graph(graph: Graph, calib_x: np.ndarray) -> tuple[Graph, list[str]]
             raise QuantizationError(f"layer '{layer.name}' overflows to Inf/NaN on the calibration data; "
                                     f"check its weights and the input scaling")
         qlayer, cur_q, layer_notes = kind.quantize(layer, cur_q, act_qparams(h.min(), h.max()), power)
+        qlayer = codebook.maybe_codebook(qlayer)  # packed indices when k-means shared its weights
         qlayer = sparse.maybe_sparse(qlayer)     # CSR when the layer's zero weights make it smaller
         layers.append(qlayer)
         notes += layer_notes

@@ -75,9 +75,13 @@ def quantize(layer: Layer, in_q: tuple[float, int], out_q: tuple[float, int],
         raise QuantizationError(
             f"layer '{layer.name}' has {n:,} inputs: the int32 accumulator holds at most {INT32_MAX // ACC_PER_INPUT:,} "
             f"in the worst case; keep this layer in float (--float) or use fewer inputs")
-    raw = _row_scales(w, input_power)
     top = np.abs(w).max() / 127.0 or 1.0
-    s_w = np.maximum.reduce([raw, np.full(m_rows, top / ROW_SCALE_FLOOR), np.abs(b) / (s_in * room)])
+    if layer.attrs.get("codebook_bits"):   # shared weights: one scale for the layer keeps equal weights equal in int8
+        raw = np.full(m_rows, top)
+        s_w = np.full(m_rows, max(top, float((np.abs(b) / (s_in * room)).max())))
+    else:
+        raw = _row_scales(w, input_power)
+        s_w = np.maximum.reduce([raw, np.full(m_rows, top / ROW_SCALE_FLOOR), np.abs(b) / (s_in * room)])
     floored = int(np.sum(s_w > raw))
     if floored:
         notes.append(f"{layer.name}: {floored} of {m_rows} rows have weights near zero (max |w| under "
@@ -105,6 +109,8 @@ def quantize(layer: Layer, in_q: tuple[float, int], out_q: tuple[float, int],
         "q": q,
     }
     attrs = {"act": layer.attrs.get("act"), "zero": int(z_out), "scale": float(s_out)}
+    if layer.attrs.get("codebook_bits"):
+        attrs["codebook_bits"] = layer.attrs["codebook_bits"]
     return Layer("dense", layer.name, "i8", tensors, attrs), (float(s_out), int(z_out)), notes
 
 

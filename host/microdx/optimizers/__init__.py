@@ -17,6 +17,7 @@ REGISTRY = {
     "svd": "microdx.optimizers.svd:SVD",
     "prune_units": "microdx.optimizers.prune_units:PruneUnits",
     "prune": "microdx.optimizers.prune:Prune",
+    "kmeans": "microdx.optimizers.kmeans:KMeansShare",
 }
 
 

@@ -1,0 +1,73 @@
+# Codebook int8 layers (k-means weight sharing): 2^bits shared weights (offset-binary u8) and a bits-bit index per
+# weight, packed little-endian in rows of `stride` bytes (one spare byte, so two bytes can always be read).
+# Streamed in tiles of output rows like dense layers; the arithmetic is the dense kernel's with w_u = cb[index].
+# Pure Python; the host reference (microdx.ops.codebook.forward_i8) gives the same integers.
+from udx.blob import int_field, read_exact
+from udx.dense import _dims, _act, _tensor, read_bias_mult, requant_row
+
+
+class CodebookI8:
+    """int8 layer with shared weights: the codebook sits at the start of the scratch for the whole layer, then each
+    tile of rows reads its packed indices, biases and multipliers after it."""
+
+    def __init__(self, entry, what):
+        self.n, self.m = _dims(entry, what)
+        self.zero = int_field(entry, "zero", -128, 127, what)
+        self.lo = self.zero if _act(entry, what) == "relu" else -128
+        self.bits = int_field(entry, "bits", 2, 6, what)
+        self.k = 1 << self.bits
+        self.stride = (self.n * self.bits + 7) // 8 + 1
+        self.rows = 1
+        self.macs = self.n * self.m
+
+    def attach(self, tensors, what):
+        self.cb = _tensor(tensors, "cb", "u8", [self.k], what)
+        self.w = _tensor(tensors, "w", "u8", [self.m, self.stride], what)
+        self.b = _tensor(tensors, "b", "i32", [self.m], what)
+        self.q = _tensor(tensors, "q", "u32", [self.m], what)
+
+    def payload_bytes(self):
+        return self.k + (self.stride + 8) * self.m
+
+    def scratch_bytes(self):
+        row = self.stride + 8
+        return self.k + row, self.k + row * self.m
+
+    def bind(self, scratch_len):
+        self.rows = min(self.m, (scratch_len - self.k) // (self.stride + 8))
+
+    def forward(self, f, x, y, scratch, trace):
+        n = self.n
+        m = self.m
+        k0 = self.k
+        st = self.stride
+        bits = self.bits
+        mask = k0 - 1
+        zero = self.zero
+        lo = self.lo
+        mv = memoryview(scratch)
+        f.seek(self.cb)
+        read_exact(f, mv[:k0], "codebook")
+        xs = 0
+        for i in range(n):
+            xs += x[i]
+        xs <<= 7
+        row = 0
+        while row < m:
+            r = m - row if m - row < self.rows else self.rows
+            wn = k0 + r * st
+            f.seek(self.w + row * st)
+            read_exact(f, mv[k0:wn], "codebook indices")
+            read_bias_mult(f, mv, wn, self.b, self.q, row, r)
+            for j in range(r):
+                acc = 0
+                base = k0 + j * st
+                p = 0
+                for i in range(n):
+                    a = base + (p >> 3)
+                    acc += scratch[((scratch[a] | (scratch[a + 1] << 8)) >> (p & 7)) & mask] * x[i]
+                    p += bits
+                y[row + j] = requant_row(acc - xs, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
+            row += r
+            if trace:
+                trace()
