@@ -107,3 +107,30 @@ def test_prune_units_removes_dead_units_exactly():
     assert result.graph.layers[0].tensors["w"].shape == (9, 8)
     x = RNG.normal(size=(50, 8))
     np.testing.assert_allclose(reference.run_float(result.graph, x), reference.run_float(g, x), rtol=1e-5, atol=1e-6)
+
+
+def test_dictionary_factorization_of_sparse_coded_weights():
+    """W = C D with 4 nonzero codes per row over 24 atoms: the factorization reconstructs W closely, the codes layer
+    becomes CSR in int8, and the device gives the host's integers."""
+    from microdx import blob_writer
+
+    d = RNG.normal(size=(24, 120))
+    c = np.zeros((200, 24))
+    for row in c:
+        row[RNG.choice(24, 4, replace=False)] = RNG.normal(size=4)
+    g = canonicalize("m", (120,), [("dense", "fc", {"w": c @ d / 10, "b": RNG.normal(size=200) * 0.1}),
+                                   ("relu", "r", {}), ("dense", "out", {"w": RNG.normal(size=(4, 200)) / 14})])
+    result = get("dict", atoms=24, nonzeros=4).apply(g)
+    row = result.report["layers"][0]
+    assert row["relative_error"] < 0.2 and row["estimated_bytes"] < row["dense_bytes"]
+    assert [layer.name for layer in result.graph.layers] == ["fc.dict", "fc.codes", "out"]
+    assert "skipped" in result.report["layers"][1]          # 4 x 200: a dictionary would not be smaller
+    x = RNG.normal(size=(40, 120))
+    q, _ = quantize_graph(result.graph, x)
+    assert [layer.kind for layer in q.layers] == ["dense", "sparse", "dense"]
+    import tempfile, pathlib
+    with tempfile.TemporaryDirectory() as tmp:
+        blob_writer.write(q, pathlib.Path(tmp) / "m.dxb")
+        xin = reference.prepare_input(q, x)
+        run = emulator.run(pathlib.Path(tmp) / "m.dxb", xin, heap=96 * 1024, budget=1500)
+    np.testing.assert_array_equal(run.outputs, reference.run(q, xin))

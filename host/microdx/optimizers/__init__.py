@@ -18,6 +18,7 @@ REGISTRY = {
     "prune_units": "microdx.optimizers.prune_units:PruneUnits",
     "prune": "microdx.optimizers.prune:Prune",
     "kmeans": "microdx.optimizers.kmeans:KMeansShare",
+    "dict": "microdx.optimizers.sparse_dict:SparseDict",
 }
 
 

@@ -38,7 +38,32 @@ class Optimizer:
         return dict(self.params)
 
     def apply(self, graph: Graph) -> OptimizerResult:
+        """The default: every layer `selects` accepts goes through `per_layer` on its own; the others stay."""
+        layers, rows = [], []
+        for layer in graph.layers:
+            if not self.selects(layer):
+                layers.append(layer)
+                continue
+            new, row = self.per_layer(layer)
+            layers += new
+            rows.append(row)
+        out = graph.copy(layers=layers)
+        return OptimizerResult(out, self.report(graph, out, rows, [self.note(r) for r in rows]))
+
+    def per_layer(self, layer) -> tuple[list, dict]:
+        """(the layers that replace `layer`, its report row with at least "layer")."""
         raise NotImplementedError
+
+    def note(self, row: dict) -> str:
+        """One human-readable line for a report row."""
+        return f"{self.name} {row['layer']}"
+
+    def selects(self, layer) -> bool:
+        """Whether this optimizer works on `layer`: a float dense layer with at least `min_inputs` inputs (if the
+        optimizer has that knob), named by the `layers` knob when one is given."""
+        return (layer.kind == "dense" and layer.dtype == "f32"
+                and layer.tensors["w"].shape[1] >= getattr(self, "min_inputs", 0)
+                and not (getattr(self, "layers", None) and layer.name not in self.layers))
 
     def report(self, before: Graph, after: Graph, layers: list, notes: list) -> dict:
         """Report: optimizer name, params, bytes and MACs before/after, per-layer entries and notes."""

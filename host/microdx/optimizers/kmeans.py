@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from microdx.errors import MicrodxError
-from microdx.ir import Graph, Layer
-from microdx.optimizers.base import Optimizer, OptimizerResult, layer_names
+from microdx.ir import Layer
+from microdx.optimizers.base import Optimizer, layer_names
 
 MAX_SAMPLES = 20000   # KMeans fits on at most this many weights of a layer (a fixed-seed sample), then labels all
 
@@ -44,21 +44,13 @@ class KMeansShare(Optimizer):
         super().__init__(bits=bits, min_inputs=min_inputs, **({"layers": layers} if layers else {}))
         self.bits, self.min_inputs, self.layers = int(bits), int(min_inputs), layer_names(layers)
 
-    def apply(self, graph: Graph) -> OptimizerResult:
-        layers, rows = [], []
-        for layer in graph.layers:
-            w = layer.tensors.get("w")
-            if layer.kind != "dense" or layer.dtype != "f32" or w.shape[1] < self.min_inputs \
-                    or (self.layers and layer.name not in self.layers):
-                layers.append(layer)
-                continue
-            shared = share_weights(w, self.bits)
-            err = float(np.linalg.norm(shared - w) / max(float(np.linalg.norm(w)), 1e-300))
-            layers.append(Layer("dense", layer.name, "f32", {**layer.tensors, "w": shared},
-                                {**layer.attrs, "codebook_bits": self.bits}))
-            rows.append({"layer": layer.name, "bits": self.bits, "values": int(len(np.unique(shared))),
-                         "relative_error": err})
-        out = graph.copy(layers=layers)
-        notes = [f"kmeans {r['layer']}: {r['values']} shared values ({r['bits']} bits), relative error "
-                 f"{r['relative_error']:.3f}" for r in rows]
-        return OptimizerResult(out, self.report(graph, out, rows, notes))
+    def per_layer(self, layer: Layer) -> tuple[list, dict]:
+        w = layer.tensors["w"]
+        shared = share_weights(w, self.bits)
+        err = float(np.linalg.norm(shared - w) / max(float(np.linalg.norm(w)), 1e-300))
+        return ([Layer("dense", layer.name, "f32", {**layer.tensors, "w": shared},
+                       {**layer.attrs, "codebook_bits": self.bits})],
+                {"layer": layer.name, "bits": self.bits, "values": int(len(np.unique(shared))), "relative_error": err})
+
+    def note(self, r: dict) -> str:
+        return f"kmeans {r['layer']}: {r['values']} shared values ({r['bits']} bits), relative error {r['relative_error']:.3f}"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from microdx.errors import MicrodxError
-from microdx.ir import Graph, Layer
-from microdx.optimizers.base import Optimizer, OptimizerResult, layer_names
+from microdx.ir import Layer
+from microdx.optimizers.base import Optimizer, layer_names
 
 
 class Prune(Optimizer):
@@ -28,24 +28,16 @@ class Prune(Optimizer):
         self.sparsity, self.min_inputs = float(sparsity), int(min_inputs)
         self.layers = layer_names(layers)
 
-    def apply(self, graph: Graph) -> OptimizerResult:
-        layers, rows = [], []
-        for layer in graph.layers:
-            if layer.kind != "dense" or layer.dtype != "f32" or layer.tensors["w"].shape[1] < self.min_inputs \
-                    or (self.layers and layer.name not in self.layers):
-                layers.append(layer)
-                continue
-            w = layer.tensors["w"].copy()
-            drop = int(np.floor(self.sparsity * w.size + 1e-9))
-            order = np.argsort(np.abs(w), axis=None, kind="stable")[:drop]
-            removed = np.zeros(w.size, bool)
-            removed[order] = True
-            energy = float((w.reshape(-1)[removed] ** 2).sum() / max(float((w ** 2).sum()), 1e-300))
-            w.reshape(-1)[removed] = 0.0
-            layers.append(Layer("dense", layer.name, "f32", {**layer.tensors, "w": w}, dict(layer.attrs)))
-            rows.append({"layer": layer.name, "weights": int(w.size), "zeroed": drop,
-                         "relative_error": float(np.sqrt(energy))})
-        out = graph.copy(layers=layers)
-        notes = [f"prune {r['layer']}: {r['zeroed']:,} of {r['weights']:,} weights zeroed "
-                 f"(relative error {r['relative_error']:.3f})" for r in rows]
-        return OptimizerResult(out, self.report(graph, out, rows, notes))
+    def per_layer(self, layer: Layer) -> tuple[list, dict]:
+        w = layer.tensors["w"].copy()
+        drop = int(np.floor(self.sparsity * w.size + 1e-9))
+        removed = np.zeros(w.size, bool)
+        removed[np.argsort(np.abs(w), axis=None, kind="stable")[:drop]] = True
+        energy = float((w.reshape(-1)[removed] ** 2).sum() / max(float((w ** 2).sum()), 1e-300))
+        w.reshape(-1)[removed] = 0.0
+        return ([Layer("dense", layer.name, "f32", {**layer.tensors, "w": w}, dict(layer.attrs))],
+                {"layer": layer.name, "weights": int(w.size), "zeroed": drop, "relative_error": float(np.sqrt(energy))})
+
+    def note(self, r: dict) -> str:
+        return (f"prune {r['layer']}: {r['zeroed']:,} of {r['weights']:,} weights zeroed "
+                f"(relative error {r['relative_error']:.3f})")

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from microdx.errors import MicrodxError
-from microdx.ir import Graph, Layer
-from microdx.optimizers.base import Optimizer, OptimizerResult, layer_names
+from microdx.ir import Layer
+from microdx.optimizers.base import Optimizer, layer_names
 
 
 def choose_rank(s: np.ndarray, rank=None, energy=None, error=None) -> int:
@@ -54,36 +54,26 @@ class SVD(Optimizer):
         self.rank, self.energy, self.error, self.min_inputs = rank, energy, error, min_inputs
         self.layers = layer_names(layers)
 
-    def apply(self, graph: Graph) -> OptimizerResult:
-        layers, rows = [], []
-        for layer in graph.layers:
-            if layer.kind != "dense" or layer.dtype != "f32" or (self.layers and layer.name not in self.layers):
-                layers.append(layer)
-                continue
-            w = layer.tensors["w"].astype(np.float64)
-            m, n = w.shape
-            u, s, vt = np.linalg.svd(w, full_matrices=False)
-            k = choose_rank(s, self.rank, self.energy, self.error)
-            err = float(np.sqrt((s[k:] ** 2).sum() / max((s ** 2).sum(), 1e-300)))
-            row = {"layer": layer.name, "shape": [m, n], "rank": k, "relative_error": err,
-                   "kept_energy": float((s[:k] ** 2).sum() / max((s ** 2).sum(), 1e-300))}
-            if n < self.min_inputs or k * (m + n) >= m * n:
-                row["skipped"] = (f"{n} inputs < min_inputs={self.min_inputs}" if n < self.min_inputs else
-                                  f"rank {k} saves nothing: {k} x ({m} + {n}) >= {m} x {n}")
-                layers.append(layer)
-            else:
-                root = np.sqrt(s[:k])
-                a = Layer("dense", f"{layer.name}.svd_a", "f32",
-                          {"w": (root[:, None] * vt[:k]).astype(np.float32), "b": np.zeros(k, np.float32)},
-                          {"act": None})
-                b = Layer("dense", f"{layer.name}.svd_b", "f32",
-                          {"w": (u[:, :k] * root[None, :]).astype(np.float32), "b": layer.tensors["b"]},
-                          dict(layer.attrs))
-                layers += [a, b]
-                row.update(weights_before=m * n, weights_after=k * (m + n))
-            rows.append(row)
-        out = graph.copy(layers=layers)
-        notes = [f"svd {r['layer']} {r['shape'][0]}x{r['shape'][1]}: " + (
+    def per_layer(self, layer: Layer) -> tuple[list, dict]:
+        w = layer.tensors["w"].astype(np.float64)
+        m, n = w.shape
+        u, s, vt = np.linalg.svd(w, full_matrices=False)
+        k = choose_rank(s, self.rank, self.energy, self.error)
+        row = {"layer": layer.name, "shape": [m, n], "rank": k,
+               "relative_error": float(np.sqrt((s[k:] ** 2).sum() / max((s ** 2).sum(), 1e-300))),
+               "kept_energy": float((s[:k] ** 2).sum() / max((s ** 2).sum(), 1e-300))}
+        if k * (m + n) >= m * n:
+            row["skipped"] = f"rank {k} saves nothing: {k} x ({m} + {n}) >= {m} x {n}"
+            return [layer], row
+        root = np.sqrt(s[:k])
+        a = Layer("dense", f"{layer.name}.svd_a", "f32",
+                  {"w": (root[:, None] * vt[:k]).astype(np.float32), "b": np.zeros(k, np.float32)}, {"act": None})
+        b = Layer("dense", f"{layer.name}.svd_b", "f32",
+                  {"w": (u[:, :k] * root[None, :]).astype(np.float32), "b": layer.tensors["b"]}, dict(layer.attrs))
+        row.update(weights_before=m * n, weights_after=k * (m + n))
+        return [a, b], row
+
+    def note(self, r: dict) -> str:
+        return f"svd {r['layer']} {r['shape'][0]}x{r['shape'][1]}: " + (
             f"rank {r['rank']} kept ({r['kept_energy']:.1%} of the energy, relative error {r['relative_error']:.3f})"
-            if "skipped" not in r else f"left as is ({r['skipped']})") for r in rows]
-        return OptimizerResult(out, self.report(graph, out, rows, notes))
+            if "skipped" not in r else f"left as is ({r['skipped']})")
