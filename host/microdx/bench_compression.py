@@ -21,6 +21,7 @@ HIDDEN = (1000, 1000)
 SEED = 0
 UNIT_SPARSITY = 0.95
 FINETUNE_EPOCHS = 10
+QEMU_CLIPS = 5            # test clips also run on the emulated Cortex-M3 / M0 (instruction counts), when present
 RECIPE = f"prune_units:sparsity={UNIT_SPARSITY},finetune:epochs={FINETUNE_EPOCHS},clean,int8"
 # As reported in the DXTK paper for its SpeakerID DNN (not measured here).
 DXTK = {"float32_bytes": 26.9e6, "blob_bytes": 0.4e6, "reduction_percent": 92.8, "loss_points": 3.2}
@@ -38,7 +39,7 @@ def run(data_path=None, board: str = "rp2040", progress=None) -> dict:
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import StandardScaler
 
-    from microdx import blob_writer, emulator, fit, reference
+    from microdx import blob_writer, emulator, fit, qemu, reference
     from microdx.datasets import fsdd
     from microdx.importers import npz
     from microdx.optimizers import get
@@ -72,6 +73,12 @@ def run(data_path=None, board: str = "rp2040", progress=None) -> dict:
         xin = reference.prepare_input(q, x[test])
         host = reference.run(q, xin)
         dev = emulator.run(blob, xin, board=board)
+        cortex = {}
+        for target in ("qemu-m3", "qemu-m0"):       # real MCU arithmetic and exact instruction counts, when here
+            if qemu.available(target):
+                r = qemu.run(blob, xin[:QEMU_CLIPS], target)
+                cortex[target] = {k: r[k] for k in ("instructions_per_inference", "instructions_per_mac")}
+                cortex[target]["matches_host"] = bool((r["outputs"] == host[:QEMU_CLIPS]).all())
     compressed_acc = reference.accuracy(host, y[test])
     return {
         "task": "speaker ID, 6 FSDD speakers", "network": "650-1000-1000-6 (DXTK SpeakerID)",
@@ -85,7 +92,7 @@ def run(data_path=None, board: str = "rp2040", progress=None) -> dict:
         "pruned_float_accuracy_before_finetune": reference.accuracy(
             reference.run_float(pruned.graph, scaler.transform(x[test])), y[test]),
         "board": board, "peak_heap_bytes": dev.stats["peak_heap_bytes"], "macs": int(dev.stats["macs"]),
-        "stm32f411_flash": fit.flash(blob_bytes, "stm32f411"),
+        "stm32f411_flash": fit.flash(blob_bytes, "stm32f411"), "cortex_m": cortex, "cortex_m_clips": QEMU_CLIPS,
         "dxtk_paper": DXTK, "notes": notes, "seconds": round(time.time() - t0, 1),
     }
 
@@ -116,4 +123,7 @@ def format_report(r: dict) -> str:
         + (f"fits, {r['stm32f411_flash']['spare_bytes']:,} bytes spare" if r["stm32f411_flash"]["fits"]
            else f"short by {r['stm32f411_flash']['short_by_bytes']:,} bytes")
         + f"; whole run {r['seconds']} s",
+        *(f"{t}: {c['instructions_per_inference']:,} instructions per inference ({c['instructions_per_mac']} per MAC, "
+          f"pure-Python kernels), outputs {'equal' if c['matches_host'] else 'DIFFERENT from'} the host's on "
+          f"{r['cortex_m_clips']} test clips" for t, c in r["cortex_m"].items()),
     ])

@@ -1,0 +1,65 @@
+"""Run udx on MicroPython for an emulated Cortex-M (../shared/targets/qemu-m3, -m0, -m33) and count instructions.
+
+QEMU runs with -icount shift=0: one instruction per virtual nanosecond, so time.ticks_us() differences x 1000 are
+instruction counts, the same on every run (../shared/targets/README.md). qemu-m0 executes the RP2040's instruction
+set (armv6m), qemu-m33 the RP2350's core.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from microdx import emulator
+from microdx.errors import DeviceError, MicrodxError
+from microdx.paths import ROOT
+
+TARGETS = ROOT.parent / "shared" / "targets"
+
+SCRIPT = """
+import array, binascii, time, udx
+m = udx.Model("/flash/model.dxb", BUDGET)
+x = array.array("b", bytes(m.n_in))
+f = open("/flash/in.bin", "rb")
+total = 0
+for i in range(COUNT):
+    f.readinto(x)
+    t0 = time.ticks_us()
+    y = m.predict(x)
+    total += time.ticks_diff(time.ticks_us(), t0)
+    print("out", binascii.hexlify(bytes(y)).decode())
+f.close()
+print("instructions", total * 1000, m.macs)
+"""
+
+
+def available(target: str = "qemu-m3") -> bool:
+    """Whether ../shared/targets/<target>/run and qemu-system-arm are here."""
+    return (TARGETS / target / "run").is_file() and shutil.which("qemu-system-arm") is not None
+
+
+def run(blob_path, x: np.ndarray, target: str = "qemu-m3", budget: int | None = None) -> dict:
+    """int8 outputs (N, outputs) of the blob for int8 inputs `x` (N, inputs), and instructions per inference."""
+    if not available(target):
+        raise MicrodxError(f"{target} needs {TARGETS / target / 'run'} and qemu-system-arm (apt-get install)")
+    with tempfile.TemporaryDirectory(prefix="microdx-qemu-") as tmp:
+        flash = Path(tmp) / "flash"
+        shutil.copytree(emulator.compiled_device_dir() / "udx", flash / "udx")
+        shutil.copy(blob_path, flash / "model.dxb")
+        (flash / "in.bin").write_bytes(np.ascontiguousarray(x, dtype=np.int8).tobytes())
+        script = Path(tmp) / "script.py"
+        script.write_text(f"BUDGET = {budget!r}\nCOUNT = {len(x)}\n" + SCRIPT)
+        proc = subprocess.run([str(TARGETS / target / "run"), str(flash), str(script)], capture_output=True,
+                              text=True, timeout=1800)
+    lines = [ln.split() for ln in proc.stdout.splitlines() if ln.strip()]
+    done = [ln for ln in lines if ln[0] == "instructions"]
+    if proc.returncode != 0 or not done:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise DeviceError("QemuError", f"{target} failed: {tail[0]}")
+    outputs = np.frombuffer(b"".join(bytes.fromhex(ln[1]) for ln in lines if ln[0] == "out"), np.int8)
+    instructions, macs = int(done[0][1]), int(done[0][2])
+    return {"outputs": outputs.reshape(len(x), -1), "instructions_per_inference": instructions // max(len(x), 1),
+            "instructions_per_mac": round(instructions / max(len(x), 1) / max(macs, 1), 1), "target": target}
