@@ -59,3 +59,21 @@ def test_docs_byte_example_matches_golden_blob():
     doc_bytes = bytes.fromhex("".join(line.split(":")[1].split("  ")[0] for line in block.strip().splitlines()))
     assert len(doc_bytes) >= 64
     assert (GOLDEN / "tiny_i8.dxb").read_bytes().startswith(doc_bytes)
+
+
+def test_host_and_device_agree_on_the_layer_kinds_and_every_kernel_class_exists():
+    """blob_format.KIND_DTYPES (what the writer may emit) equals device/udx/model.py KERNELS, whose every entry names
+    a module udx/<kind>.py holding its class."""
+    import ast
+
+    from microdx.blob_format import KIND_DTYPES
+
+    udx = Path(__file__).parents[1] / "device" / "udx"
+    tree = ast.parse((udx / "model.py").read_text())
+    kernels = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                   and getattr(n.targets[0], "id", None) == "KERNELS")
+    entries = [kernels[i:i + 4] for i in range(0, len(kernels), 4)]
+    assert {(kind, dtype) for kind, dtype, _, _ in entries} == KIND_DTYPES and len(entries) == len(KIND_DTYPES)
+    for kind, dtype, module, cls in entries:
+        source = udx / (module.split(".")[1] + ".py")
+        assert cls in {n.name for n in ast.parse(source.read_text()).body if isinstance(n, ast.ClassDef)}, cls

@@ -2,7 +2,7 @@
 31-bit small ints, single-precision floats) gives the host reference's integers for trained models whose weights
 exercise the quantizer's edge cases: dead units with floored row scales (tiny multipliers, the largest shifts),
 clipped row scales after a folded StandardScaler, a tiled layer, CSR-sparse layers (u8 and u16 indices) and
-3-bit codebook layers. Skips when the target or QEMU is absent."""
+3-bit codebook layers, int16-weight layers. Skips when the target or QEMU is absent."""
 import shutil
 import subprocess
 import warnings
@@ -73,6 +73,8 @@ def _models(tmp):
     shared, _ = quantize_graph(get("kmeans", bits=3, min_inputs=1).apply(random_graph([64, 45, 10], seed=6)).graph,
                                rng.normal(size=(64, 64)))
     assert {layer.kind for layer in shared.layers} == {"codebook"}
+    wide, _ = quantize_graph(get("int16").apply(random_graph([150, 45, 10], seed=7)).graph, rng.normal(size=(64, 150)))
+    assert {layer.kind for layer in wide.layers} == {"dense16"}
     return {
         "dead": (dead, np.vstack([reference.prepare_input(dead, x_te[:30]), edges]), None),
         "scaler": (scaler, np.vstack([reference.prepare_input(scaler, x_te[:30] * 16), edges]), None),
@@ -80,6 +82,8 @@ def _models(tmp):
         "sparse8": (sparse8, np.vstack([rng.integers(-128, 128, size=(8, 64)), edges[:, :64]]).astype(np.int8), 700),
         "sparse16": (sparse16, rng.integers(-128, 128, size=(6, 300)).astype(np.int8), 1700),   # u16 indices
         "codebook3": (shared, np.vstack([rng.integers(-128, 128, size=(6, 64)), edges[:, :64]]).astype(np.int8), 500),
+        "int16": (wide, np.vstack([rng.integers(-128, 128, size=(6, 150)), np.full((2, 150), -128), np.full((2, 150), 127)
+                                   ]).astype(np.int8), 1500),   # 45 rows of 308 bytes: tiles of 4, the last of 1
     }
 
 

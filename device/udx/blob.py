@@ -18,7 +18,7 @@ MAX_META = 4096         # bytes of one record's msgpack meta
 MAX_DIM = 1 << 20       # elements in one tensor dimension
 CHUNK = 256             # bytes read at a time while checking CRCs (C speed, tiny buffer)
 
-DTYPE_SIZE = {"u8": 1, "i8": 1, "u16": 2, "i32": 4, "u32": 4, "f32": 4}
+DTYPE_SIZE = {"u8": 1, "i8": 1, "u16": 2, "i16": 2, "i32": 4, "u32": 4, "f16": 2, "f32": 4}
 
 
 def file_size(f):

@@ -8,22 +8,31 @@ from udx import blob
 from udx import dense   # noqa: F401  nearly every blob has dense layers: loaded with udx, not mid-open
 from udx.errors import FormatError, TruncatedError, UnsupportedLayerError, BudgetError, InputShapeError
 
-# (kind, dtype) -> (module, class). A new kernel is one class with the same methods plus one line here. Modules other
-# than dense are imported only when a blob names them: each costs heap (DESIGN.md §9).
-KERNELS = {
-    ("dense", "i8"): ("udx.dense", "DenseI8"),
-    ("dense", "f32"): ("udx.dense", "DenseF32"),
-    ("sparse", "i8"): ("udx.sparse", "SparseI8"),
-    ("codebook", "i8"): ("udx.codebook", "CodebookI8"),
-}
+# The kernels this udx has: kind, dtype, module, class, four names per kernel. A flat tuple of literal names costs
+# less heap than a dict of tuples, and literals are interned when udx loads: a name built at open time would be
+# interned then, mid-open, into a fresh qstr pool (measured: +1 KB of peak heap). Modules other than dense are
+# imported only when a blob names them: each costs heap (DESIGN.md §9). A new kernel is one class plus one line.
+KERNELS = (
+    "dense", "i8", "udx.dense", "DenseI8",
+    "dense", "f32", "udx.dense", "DenseF32",
+    "sparse", "i8", "udx.sparse", "SparseI8",
+    "codebook", "i8", "udx.codebook", "CodebookI8",
+    "dense16", "i8", "udx.dense16", "Dense16I8",
+    "dense16", "f32", "udx.dense16", "Dense16F32",
+)
 
 
 def _kernel(kind, dtype):
     """The layer class for kind/dtype, or None."""
-    spec = KERNELS.get((kind, dtype))
-    if spec is None:
-        return None
-    return getattr(__import__(spec[0], None, None, (spec[1],)), spec[1])
+    for i in range(0, len(KERNELS), 4):
+        if KERNELS[i] == kind and KERNELS[i + 1] == dtype:
+            return getattr(__import__(KERNELS[i + 2], None, None, (KERNELS[i + 3],)), KERNELS[i + 3])
+    return None
+
+
+def kernel_names():
+    """"kind/dtype" of every kernel, for messages."""
+    return ["%s/%s" % (KERNELS[i], KERNELS[i + 1]) for i in range(0, len(KERNELS), 4)]
 
 DEFAULT_SCRATCH = 16384   # bytes of weight scratch when no budget is given
 ACT_ITEM = {"i8": 1, "f32": 4}
@@ -82,7 +91,7 @@ class Model:
             cls = _kernel(kind, dtype)
             if cls is None:
                 raise UnsupportedLayerError("%s: no kernel for %s/%s in this udx (has: %s)"
-                                            % (what, kind, dtype, ", ".join("%s/%s" % k for k in KERNELS)))
+                                            % (what, kind, dtype, ", ".join(kernel_names())))
             if dtype != self.dtype:
                 raise UnsupportedLayerError("%s: dtype %s differs from the model's %s" % (what, dtype, self.dtype))
             s_in = blob.shape_field(e, "in", what)[0]

@@ -11,8 +11,8 @@ MAX_META = 4096
 ALIGN = 4
 
 # blob dtype name -> little-endian numpy dtype
-DTYPES = {"u8": np.dtype("u1"), "i8": np.dtype("i1"), "u16": np.dtype("<u2"), "i32": np.dtype("<i4"), "u32": np.dtype("<u4"),
-          "f32": np.dtype("<f4")}
+DTYPES = {"u8": np.dtype("u1"), "i8": np.dtype("i1"), "u16": np.dtype("<u2"), "i16": np.dtype("<i2"),
+          "i32": np.dtype("<i4"), "u32": np.dtype("<u4"), "f16": np.dtype("<f2"), "f32": np.dtype("<f4")}
 NP_TO_DTYPE = {v: k for k, v in DTYPES.items()}
 
 
@@ -20,5 +20,6 @@ def align(n: int) -> int:
     """n rounded up to the payload alignment (bytes)."""
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
-# (layer kind, dtype) pairs the device runtime has kernels for (device/udx/model.py KERNELS)
-KIND_DTYPES = {("dense", "i8"), ("dense", "f32"), ("sparse", "i8"), ("codebook", "i8")}
+# (layer kind, dtype) pairs the device runtime has kernels for (device/udx/model.py KERNELS; a test checks both agree)
+KIND_DTYPES = {("dense", "i8"), ("dense", "f32"), ("sparse", "i8"), ("codebook", "i8"), ("dense16", "i8"),
+               ("dense16", "f32")}

@@ -44,7 +44,7 @@ def layer_shapes(graph: Graph) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     """(input shape, output shape) of every layer."""
     shapes, cur = [], tuple(graph.input_shape)
     for layer in graph.layers:
-        if layer.kind == "dense":
+        if layer.kind in ("dense", "dense16"):
             out = (int(layer.tensors["w"].shape[0]),)
         elif layer.kind in ("sparse", "codebook"):
             out = (int(layer.tensors["b"].shape[0]),)

@@ -7,7 +7,7 @@ import numpy as np
 from microdx import blob_reader, blob_writer, data, emulator, fit, importers, reference
 from microdx.errors import DataFileError, FormatError, InputShapeError, QuantizationError
 from microdx.ir import layer_shapes
-from microdx.quantize import quantize_graph
+from microdx.quantize import float_graph, quantize_graph
 
 
 def float_bytes(graph) -> int:
@@ -74,7 +74,7 @@ def convert(src, out, calib=None, use_float: bool = False, recipe: str | None = 
         raise InputShapeError(f"{calib.path}: x has {calib.x.shape[1]} features per row; the model expects "
                               f"{graph.input_shape[0]}")
     if use_float:
-        result = graph
+        result = float_graph(graph)
     else:
         if calib is None:
             raise QuantizationError("int8 conversion needs representative inputs: --calib DATA.npz (or --float)")

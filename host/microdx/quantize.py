@@ -5,7 +5,7 @@ import numpy as np
 
 from microdx.errors import QuantizationError
 from microdx.ir import Graph
-from microdx.ops import codebook, op, sparse
+from microdx.ops import codebook, dense16, op, sparse
 
 
 def act_qparams(lo: float, hi: float) -> tuple[float, int]:
@@ -29,6 +29,10 @@ def quantize_graph(graph: Graph, calib_x: np.ndarray) -> tuple[Graph, list[str]]
         raise QuantizationError("calibration data holds NaN or Inf (row %d)" % np.argwhere(~np.isfinite(x))[0][0])
     in_q = act_qparams(x.min(), x.max())
     cur_q, h, layers, notes = in_q, x, [], []
+    marked = [layer.name for layer in graph.layers if layer.attrs.get("storage") == "f16"]
+    if marked:
+        raise QuantizationError(f"layer(s) {', '.join(marked)} are marked for float16 storage (recipe step f16), "
+                                f"which is for float blobs: add --float, or use int16 / kmeans for an int8 blob")
     for layer in graph.layers:
         kind = op(layer.kind)
         power = np.mean(h * h, axis=0)          # per-input mean square: weighs each weight's rounding error
@@ -36,9 +40,17 @@ def quantize_graph(graph: Graph, calib_x: np.ndarray) -> tuple[Graph, list[str]]
         if not np.isfinite(h).all():
             raise QuantizationError(f"layer '{layer.name}' overflows to Inf/NaN on the calibration data; "
                                     f"check its weights and the input scaling")
-        qlayer, cur_q, layer_notes = kind.quantize(layer, cur_q, act_qparams(h.min(), h.max()), power)
+        quantizer = dense16 if layer.attrs.get("weight_bits") == 16 else kind   # mixed precision: recipe step int16
+        qlayer, cur_q, layer_notes = quantizer.quantize(layer, cur_q, act_qparams(h.min(), h.max()), power)
         qlayer = codebook.maybe_codebook(qlayer)  # packed indices when k-means shared its weights
         qlayer = sparse.maybe_sparse(qlayer)     # CSR when the layer's zero weights make it smaller
         layers.append(qlayer)
         notes += layer_notes
     return graph.copy(layers=layers, input_q=in_q, output_q=cur_q), notes
+
+
+def float_graph(graph: Graph) -> Graph:
+    """The float graph as a float blob stores it: layers marked by the f16 step get float16 weights (kind dense16),
+    the rest stay float32. int16 marks only apply to int8 blobs and are dropped here."""
+    layers = [dense16.as_float16(layer) if layer.attrs.get("storage") == "f16" else layer for layer in graph.layers]
+    return graph.copy(layers=layers)

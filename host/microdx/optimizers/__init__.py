@@ -19,6 +19,8 @@ REGISTRY = {
     "prune": "microdx.optimizers.prune:Prune",
     "kmeans": "microdx.optimizers.kmeans:KMeansShare",
     "dict": "microdx.optimizers.sparse_dict:SparseDict",
+    "int16": "microdx.optimizers.int16:Int16Weights",
+    "f16": "microdx.optimizers.f16:Float16Storage",
 }
 
 

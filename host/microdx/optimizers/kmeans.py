@@ -48,8 +48,9 @@ class KMeansShare(Optimizer):
         w = layer.tensors["w"]
         shared = share_weights(w, self.bits)
         err = float(np.linalg.norm(shared - w) / max(float(np.linalg.norm(w)), 1e-300))
+        attrs = {k: v for k, v in layer.attrs.items() if k != "weight_bits"}   # the last precision step wins
         return ([Layer("dense", layer.name, "f32", {**layer.tensors, "w": shared},
-                       {**layer.attrs, "codebook_bits": self.bits})],
+                       {**attrs, "codebook_bits": self.bits})],
                 {"layer": layer.name, "bits": self.bits, "values": int(len(np.unique(shared))), "relative_error": err})
 
     def note(self, r: dict) -> str:
