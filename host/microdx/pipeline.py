@@ -65,7 +65,16 @@ def convert(src, out, calib=None, use_float: bool = False, recipe: str | None = 
     source, notes, reports = cleaned.graph, list(cleaned.report["notes"]), []
     graph = source
     for step in steps:
-        done = step.apply(graph)
+        if getattr(step, "needs_data", False):   # e.g. finetune: trains on the calibration data and its labels
+            if calib is None or calib.x is None or not data.is_class_labels(calib.y):
+                why = "no --calib given" if calib is None else \
+                    f"{calib.path} has {'no real-valued x' if calib.x is None else 'no class labels y'}"
+                raise DataFileError(f"recipe step '{step.name}' needs labelled training data ({why}): give "
+                                    f"--calib TRAIN.npz with real-valued x and class labels y")
+            y, _ = data.class_indices(calib.y, graph.labels, n_outputs(graph), calib.path)
+            done = step.apply(graph, data=(calib.x, y))
+        else:
+            done = step.apply(graph)
         graph, notes, reports = done.graph, notes + done.report["notes"], reports + [done.report]
     graph = graph.copy(recipe=recipe or "")
     if calib is not None and calib.x is None:

@@ -19,6 +19,7 @@ REGISTRY = {
     "prune": "microdx.optimizers.prune:Prune",
     "kmeans": "microdx.optimizers.kmeans:KMeansShare",
     "dict": "microdx.optimizers.sparse_dict:SparseDict",
+    "finetune": "microdx.optimizers.finetune:Finetune",
     "int16": "microdx.optimizers.int16:Int16Weights",
     "f16": "microdx.optimizers.f16:Float16Storage",
 }
