@@ -1,15 +1,21 @@
 # Fully connected layers, streamed from the open blob in tiles of output rows.
 # Pure-Python kernels: they run on every MicroPython and CircuitPython build. Faster (viper, ulab)
 # kernels will sit beside these and must give the same integers.
-from udx.blob import int_field, read_exact
+from udx.blob import MAX_DIM, int_field, read_exact
 from udx.errors import FormatError
 
 
 def _dims(entry, what):
-    """(inputs, outputs) of a dense layer; its activations are vectors."""
-    if len(entry["in"]) != 1 or len(entry["out"]) != 1:
-        raise FormatError("%s: dense layer needs vector in/out, got %r -> %r" % (what, entry["in"], entry["out"]))
-    return entry["in"][0], entry["out"][0]
+    """(inputs, outputs) of a dense layer. Its output is a vector; its input may be a conv's (H, W, C), taken
+    flattened: the activation buffers hold it row-major (HWC) already, so n is the product of the dims."""
+    if len(entry["out"]) != 1:
+        raise FormatError("%s: dense layer needs a vector out, got %r -> %r" % (what, entry["in"], entry["out"]))
+    n = 1
+    for d in entry["in"]:
+        if n > MAX_DIM // d:   # its weights could not be stored (a tensor dim is at most MAX_DIM); no long ints
+            raise FormatError("%s: dense layer input %r has more than %d values" % (what, entry["in"], MAX_DIM))
+        n *= d
+    return n, entry["out"][0]
 
 
 def _act(entry, what):

@@ -19,6 +19,8 @@ KERNELS = (
     "codebook", "i8", "udx.codebook", "CodebookI8",
     "dense16", "i8", "udx.dense16", "Dense16I8",
     "dense16", "f32", "udx.dense16", "Dense16F32",
+    "conv2d", "i8", "udx.conv2d", "Conv2dI8",
+    "conv2d", "f32", "udx.conv2d", "Conv2dF32",
 )
 
 
@@ -148,6 +150,14 @@ class Model:
         for layer in self.layers:
             layer.bind(scratch)
         gc.collect()
+        need = self.act_bytes + scratch
+        free = gc.mem_free()
+        if need > free:   # it would fail anyway: say why before allocating (conv activations can be this big)
+            least = self.act_bytes + smin
+            raise MemoryError("model needs %d bytes of buffers (activations %d + scratch %d) but the heap has %d "
+                              "free: short by %d bytes; %s" % (need, self.act_bytes, scratch, free, need - free,
+                              "lower the budget (one-row tiles need %d)" % least if least <= free else
+                              "even one-row tiles need %d: use a board with more heap" % least))
         if self.dtype == "i8":
             self._scratch = bytearray(scratch)
             self._a = array.array("b", bytes(act_max))

@@ -92,7 +92,7 @@ def run(data_path=None, board: str = "rp2040", progress=None) -> dict:
         "pruned_float_accuracy_before_finetune": reference.accuracy(
             reference.run_float(pruned.graph, scaler.transform(x[test])), y[test]),
         "board": board, "peak_heap_bytes": dev.stats["peak_heap_bytes"], "macs": int(dev.stats["macs"]),
-        "stm32f411_flash": fit.flash(blob_bytes, "stm32f411"), "cortex_m": cortex, "cortex_m_clips": QEMU_CLIPS,
+        "stm32f411_flash": fit.flash(blob_bytes, "stm32f411", {layer.kind for layer in q.layers}), "cortex_m": cortex, "cortex_m_clips": QEMU_CLIPS,
         "dxtk_paper": DXTK, "notes": notes, "seconds": round(time.time() - t0, 1),
     }
 

@@ -5,6 +5,7 @@ UnsupportedLayerError) so both sides can be tested against the same bad blobs.
 """
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ def _unpack(raw: bytes, what: str):
         raise FormatError(f"{what}: not valid msgpack ({e})") from None
 
 
+MAX_DIM = 1 << 20     # elements in one tensor dimension, and in one conv activation or window (device: blob.MAX_DIM)
+
+
 def _field(d, key, kind, what):
     v = d.get(key) if isinstance(d, dict) else None
     if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
@@ -54,7 +58,7 @@ def _int(d, key, lo, hi, what):
 
 def _shape(d, key, what):
     shape = _field(d, key, list, what)
-    if not 1 <= len(shape) <= 4 or not all(isinstance(x, int) and 1 <= x <= 1 << 20 for x in shape):
+    if not 1 <= len(shape) <= 4 or not all(isinstance(x, int) and 1 <= x <= MAX_DIM for x in shape):
         raise FormatError(f"{what}: bad shape {key}={shape!r}")
     return tuple(shape)
 
@@ -106,14 +110,19 @@ def parse(data: bytes) -> Blob:
             raise FormatError(f"{what}: input shape {list(s_in)} does not follow {list(prev)}")
         prev = s_out
         attrs = {k: e[k] for k in ("act", "zero", "scale") if k in e}
+        n_in, n_out = math.prod(s_in), s_out[-1]      # a dense layer takes any input flattened
+        if kind != "conv2d" and len(s_out) != 1:
+            raise FormatError(f"{what}: a {kind} layer outputs a vector, not {list(s_out)}")
         if kind == "codebook":
             attrs["bits"] = _int(e, "bits", 2, 6, what)
-            attrs["inputs"] = s_in[0]
+            attrs["inputs"] = n_in
         if kind == "sparse":   # stored weights: at least 1, at most all; the fullest row at most one row's worth
-            attrs["nnz"] = _int(e, "nnz", 1, s_in[0] * s_out[0], what)
-            attrs["row_nnz"] = _int(e, "row_nnz", 1, s_in[0], what)
-            attrs["inputs"] = s_in[0]
-        for tname, (tdtype, tshape) in OPS[kind].tensor_spec(dtype, s_in[0], s_out[0], attrs).items():
+            attrs["nnz"] = _int(e, "nnz", 1, n_in * n_out, what)
+            attrs["row_nnz"] = _int(e, "row_nnz", 1, n_in, what)
+            attrs["inputs"] = n_in
+        if kind == "conv2d":
+            attrs.update(_conv_attrs(e, s_in, s_out, dtype, what))
+        for tname, (tdtype, tshape) in OPS[kind].tensor_spec(dtype, n_in, n_out, attrs).items():
             t = tensors.get(tname)
             if t is None:
                 raise FormatError(f"{what}: tensor '{tname}' missing")
@@ -138,6 +147,38 @@ def parse(data: bytes) -> Blob:
     graph = Graph(str(header.get("model", "")), in_shape, layers, list(header.get("labels") or []),
                   out.get("post"), q(inp), q(out), str(header.get("recipe") or ""))
     return Blob(header, graph, size, record_bytes)
+
+
+def _ints(e, key, count, lo, hi, what) -> tuple:
+    v = _field(e, key, list, what)
+    if len(v) != count or not all(isinstance(a, int) and not isinstance(a, bool) and lo <= a <= hi for a in v):
+        raise FormatError(f"{what}: {key}={v!r} must be {count} integers in [{lo}, {hi}]")
+    return tuple(v)
+
+
+def _conv_attrs(e, s_in, s_out, dtype, what) -> dict:
+    """kernel, stride, pad (and in_zero for i8) of a conv2d entry, checked against its in and out shapes."""
+    from microdx.ops import conv2d
+
+    if len(s_in) != 3 or len(s_out) != 3:
+        raise FormatError(f"{what}: conv2d maps (H, W, C) to (H, W, C), not {list(s_in)} -> {list(s_out)}")
+    kernel = _ints(e, "kernel", 2, 1, 1 << 10, what)
+    stride = _ints(e, "stride", 2, 1, 1 << 10, what)
+    pad = _ints(e, "pad", 4, 0, 1 << 10, what)
+    if max(pad[:2]) >= kernel[0] or max(pad[2:]) >= kernel[1]:
+        raise FormatError(f"{what}: conv2d pad {list(pad)} must be smaller than the kernel {list(kernel)}")
+    # a conv's activations are not bounded by its weights in the file, as a dense layer's are: cap them and the
+    # window at a tensor dimension's limit (the device refuses the same)
+    if max(math.prod(s_in), math.prod(s_out), kernel[0] * kernel[1] * s_in[2]) > MAX_DIM:
+        raise FormatError(f"{what}: conv2d {list(s_in)} -> {list(s_out)}, kernel {list(kernel)}: more than "
+                          f"{MAX_DIM} elements in an activation or a window")
+    if conv2d.out_shape(s_in, kernel, stride, pad, s_out[2]) != tuple(s_out):
+        raise FormatError(f"{what}: conv2d {list(s_in)} -> {list(s_out)} does not follow from kernel {list(kernel)}, "
+                          f"stride {list(stride)}, pad {list(pad)}")
+    attrs = {"in_shape": tuple(s_in), "kernel": kernel, "stride": stride, "pad": pad}
+    if dtype == "i8":
+        attrs["in_zero"] = _int(e, "in_zero", -128, 127, what)
+    return attrs
 
 
 def _check_csr(tensors: dict, attrs: dict, what: str) -> None:
@@ -169,7 +210,7 @@ def _read_record(data: bytes, off: int, rlen: int, what: str) -> dict:
         tlen = _int(t, "len", 0, rlen - toff, tw)
         if toff % 4:
             raise FormatError(f"{tw}: payload offset {toff} is not 4-byte aligned")
-        need = int(np.prod(shape)) * DTYPES[dtype].itemsize
+        need = math.prod(shape) * DTYPES[dtype].itemsize
         if tlen != need:
             raise FormatError(f"{tw}: {tlen} bytes but shape {list(shape)} of {dtype} needs {need}")
         payload = data[off + toff:off + toff + tlen]

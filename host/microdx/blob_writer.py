@@ -13,7 +13,7 @@ from microdx.errors import FormatError, UnsupportedOpError
 from microdx.ir import Graph, Layer, layer_shapes
 
 # header keys carried per layer kind besides kind/dtype/in/out/off/len
-LAYER_ATTRS = ("act", "zero", "scale", "nnz", "row_nnz", "bits")
+LAYER_ATTRS = ("act", "zero", "scale", "nnz", "row_nnz", "bits", "kernel", "stride", "pad", "in_zero")
 
 
 def _crc(data: bytes) -> int:
@@ -80,7 +80,8 @@ def pack(graph: Graph) -> bytes:
         entries, off = [], first
         for layer, (s_in, s_out), rec in zip(graph.layers, shapes, records):
             entry = {"kind": layer.kind, "dtype": layer.dtype, "in": list(s_in), "out": list(s_out), "off": off, "len": len(rec)}
-            entry.update({k: layer.attrs[k] for k in LAYER_ATTRS if k in layer.attrs})
+            entry.update({k: list(v) if isinstance(v, tuple) else v
+                          for k, v in layer.attrs.items() if k in LAYER_ATTRS})
             entries.append(entry)
             off += len(rec)
         header = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from microdx import blob_reader, boards, emulator, ram
+from microdx.blob_format import KIND_DTYPES
 from microdx.errors import BoardFitError
 
 
@@ -17,13 +18,22 @@ def _blocks(nbytes: int, block: int) -> int:
     return -(-nbytes // block) * block
 
 
-def flash(blob_bytes: int, board: str) -> dict:
-    """Flash check (bytes): the board's filesystem (flash_fs_bytes) less udx's .mpy files, each rounded up to the
-    filesystem block (fs_block_bytes, 1 if unknown), against the blob rounded the same way.
+def runtime_files(kinds=None) -> dict[str, int]:
+    """udx's .mpy files a board needs (bytes each): all of them, or with `kinds` (the layer kinds of a blob) the core
+    and only those kinds' kernel modules: udx imports a kind's module (udx/<kind>.mpy) only when a blob names it."""
+    optional = {f"udx/{kind}.mpy" for kind, _ in KIND_DTYPES} - {"udx/dense.mpy"}   # dense is imported with udx
+    needed = {f"udx/{kind}.mpy" for kind in kinds} if kinds is not None else optional
+    return {name: n for name, n in emulator.runtime_files().items() if name not in optional or name in needed}
+
+
+def flash(blob_bytes: int, board: str, kinds=None) -> dict:
+    """Flash check (bytes): the board's filesystem (flash_fs_bytes) less udx's .mpy files (runtime_files(kinds):
+    with the blob's layer kinds, only the kernels it uses), each rounded up to the filesystem block (fs_block_bytes,
+    1 if unknown), against the blob rounded the same way.
     fits is None when the board's filesystem size varies (flash_fs_bytes null)."""
     profile = boards.load(board)
     fs, block = profile["flash_fs_bytes"], profile.get("fs_block_bytes") or 1
-    runtime = sum(_blocks(n, block) for n in emulator.runtime_files().values())
+    runtime = sum(_blocks(n, block) for n in runtime_files(kinds).values())
     report = {"fits": None, "filesystem_bytes": fs, "block_bytes": block, "runtime_files_bytes": runtime,
               "blob_bytes": blob_bytes, "blob_on_fs_bytes": _blocks(blob_bytes, block)}
     if fs is None:
@@ -54,10 +64,11 @@ def heap(blob_path, board: str, budget: int | None = None) -> dict:
 def check(blob_path, board: str, budget: int | None = None) -> dict:
     """Flash and heap checks of the blob on `board`, with advice on the knob that helps."""
     blob = blob_reader.read(blob_path)
-    report = {"board": board, "flash": flash(blob.size, board), "heap": heap(blob_path, board, budget)}
+    kinds = {layer.kind for layer in blob.graph.layers}
+    report = {"board": board, "flash": flash(blob.size, board, kinds), "heap": heap(blob_path, board, budget)}
     advice = []
     if report["flash"]["fits"] is False:
-        bigger = [b for b in boards.names() if b != board and flash(blob.size, b)["fits"]]
+        bigger = [b for b in boards.names() if b != board and flash(blob.size, b, kinds)["fits"]]
         advice.append("flash: use a board with more flash" + (f" ({', '.join(bigger)})" if bigger else "")
                       + ("; convert to int8 (without --float), about 4x smaller" if blob.graph.dtype == "f32" else "")
                       + "; compression (factorize, sparsify) comes with the optimizers")
@@ -75,7 +86,8 @@ def check(blob_path, board: str, budget: int | None = None) -> dict:
 
 def require_flash(blob_path, board: str) -> None:
     """BoardFitError if the blob cannot be stored on `board` beside udx (run/eval --device refuse such a blob)."""
-    f = flash(Path(blob_path).stat().st_size, board)
+    kinds = {layer.kind for layer in blob_reader.read(blob_path).graph.layers}
+    f = flash(Path(blob_path).stat().st_size, board, kinds)
     if f["fits"] is False:
         raise BoardFitError(
             f"{blob_path} takes {f['blob_on_fs_bytes']:,} bytes of {board}'s {f['filesystem_bytes']:,}-byte "

@@ -32,6 +32,11 @@ def inspect(path, board: str | None = None, budget: int | None = None) -> dict:
     return info
 
 
+def _dims(shape) -> str:
+    """[49, 10, 8] -> '49x10x8'; [64] -> '64'."""
+    return "x".join(str(d) for d in shape)
+
+
 def format_table(info: dict) -> str:
     """Human-readable form of inspect()."""
     rows = [f"{info['model']}: {info['blob_bytes']:,} bytes, {info['macs']:,} MACs per inference ({info['format']})",
@@ -39,10 +44,10 @@ def format_table(info: dict) -> str:
             + (f" then {info['output']['post']} on the host" if info['output'].get('post') else "")
             + (f"; recipe {info['recipe']}" if info.get("recipe") else ""),
             "",
-            f"{'#':>2} {'layer':<16} {'kind':<8} {'dtype':<5} {'in':>7} {'out':>7} {'act':<5} {'bytes':>10} {'MACs':>10} "
+            f"{'#':>2} {'layer':<16} {'kind':<8} {'dtype':<5} {'in':>10} {'out':>10} {'act':<5} {'bytes':>10} {'MACs':>10} "
             f"{'RAM min':>9} {'RAM 1 tile':>11}"]
     for i, x in enumerate(info["layers"]):
-        rows.append(f"{i:>2} {x['name'][:16]:<16} {x['kind']:<8} {x['dtype']:<5} {x['in'][0]:>7} {x['out'][0]:>7} "
+        rows.append(f"{i:>2} {x['name'][:16]:<16} {x['kind']:<8} {x['dtype']:<5} {_dims(x['in']):>10} {_dims(x['out']):>10} "
                     f"{x['act'] or '-':<5} {x['bytes']:>10,} {x['macs']:>10,} {x['ram_min_bytes']:>9,} {x['ram_one_tile_bytes']:>11,}")
     rows += ["", f"RAM budget (udx.Model budget=, bytes): min {info['min_budget_bytes']:,}, "
                  f"default {info['default_budget_bytes']:,}, every layer in one tile {info['full_budget_bytes']:,}"]

@@ -5,6 +5,7 @@ A float model has layers of dtype "f32"; `quantize` turns them into "i8" layers 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -33,6 +34,11 @@ class Graph:
     recipe: str = ""                            # optimizer recipe that made it (recorded in the blob header)
 
     @property
+    def input_size(self) -> int:
+        """Input values per inference (features; H * W * C for a conv model's (H, W, C) input)."""
+        return math.prod(self.input_shape)
+
+    @property
     def dtype(self) -> str:
         return self.layers[0].dtype if self.layers else "f32"
 
@@ -42,10 +48,17 @@ class Graph:
 
 def layer_shapes(graph: Graph) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     """(input shape, output shape) of every layer."""
+    from microdx.ops import conv2d
+
     shapes, cur = [], tuple(graph.input_shape)
     for layer in graph.layers:
-        if layer.kind in ("dense", "dense16"):
+        if layer.kind in ("dense", "dense16"):      # a dense layer after a conv takes its output flattened (HWC)
+            if math.prod(cur) != layer.tensors["w"].shape[1]:
+                raise UnsupportedOpError(f"layer '{layer.name}': takes {layer.tensors['w'].shape[1]} inputs but "
+                                         f"receives {list(cur)}")
             out = (int(layer.tensors["w"].shape[0]),)
+        elif layer.kind == "conv2d":
+            out = conv2d.layer_out_shape(layer)
         elif layer.kind in ("sparse", "codebook"):
             out = (int(layer.tensors["b"].shape[0]),)
         elif layer.kind == "affine":          # elementwise: keeps the shape
@@ -72,6 +85,43 @@ def _finite(node: str, name: str, arr: np.ndarray) -> np.ndarray:
     return f
 
 
+def _ints(node, name, value, count, lo, default):
+    """A small int attribute given as an array (stride, pad), checked: `count` values, each >= lo."""
+    if value is None:
+        return tuple(default)
+    v = np.asarray(value).reshape(-1)
+    if v.size != count or not np.issubdtype(v.dtype, np.integer) or (v < lo).any():
+        raise UnsupportedOpError(f"node '{node}' (conv2d): {name} must be {count} integers >= {lo}, got "
+                                 f"{v.tolist()}")
+    return tuple(int(a) for a in v)
+
+
+def _conv2d(node, tensors, shape) -> Layer:
+    """A float conv2d layer on an (H, W, C) input `shape`, or UnsupportedOpError saying what does not fit."""
+    from microdx.ops import conv2d
+
+    w = _finite(node, "w", tensors["w"])
+    b = _finite(node, "b", tensors["b"]) if tensors.get("b") is not None else np.zeros(w.shape[0], np.float32)
+    if w.ndim != 4 or b.shape != (w.shape[0],):
+        raise UnsupportedOpError(f"node '{node}' (conv2d): weight {w.shape} / bias {b.shape} do not fit "
+                                 f"(weights are (out, kh, kw, in))")
+    if len(shape) != 3 or shape[2] != w.shape[3]:
+        raise UnsupportedOpError(f"node '{node}' (conv2d): takes (H, W, {w.shape[3]}) inputs but receives "
+                                 f"{list(shape)}" + (" (a conv model's file must give its input_shape (H, W, C))"
+                                                     if not shape else ""))
+    stride = _ints(node, "stride", tensors.get("stride"), 2, 1, (1, 1))
+    pad = _ints(node, "pad", tensors.get("pad"), 4, 0, (0, 0, 0, 0))
+    kernel = (int(w.shape[1]), int(w.shape[2]))
+    if max(pad[:2]) >= kernel[0] or max(pad[2:]) >= kernel[1]:
+        raise UnsupportedOpError(f"node '{node}' (conv2d): padding {list(pad)} must be smaller than the kernel "
+                                 f"{list(kernel)} (a window of padding only)")
+    if conv2d.out_shape(shape, kernel, stride, pad, w.shape[0]) is None:
+        raise UnsupportedOpError(f"node '{node}' (conv2d): kernel {list(kernel)} does not fit the padded input "
+                                 f"{list(shape)}")
+    return Layer("conv2d", node, "f32", {"w": w, "b": b},
+                 {"act": None, "in_shape": tuple(shape), "kernel": kernel, "stride": stride, "pad": pad})
+
+
 # importer op -> what it becomes: an activation fused into the layer before it, or the host-side output post-op
 _ACTS = {"relu": "relu"}
 _POSTS = {"softmax": "softmax", "log_softmax": "log_softmax"}
@@ -80,19 +130,23 @@ _POSTS = {"softmax": "softmax", "log_softmax": "log_softmax"}
 def canonicalize(name, input_shape, ops, labels=()) -> Graph:
     """Build a Graph from an importer's op list, fusing what the runtime fuses.
 
-    `ops` is a list of (op, node name, tensors) with op in {"dense", "affine", "relu", "softmax",
-    "log_softmax", "flatten"}: dense has w (out, in) and b (out,); affine is an elementwise y = x * scale + shift
-    (input normalisation, BatchNormalization, Mul/Add by constants) that the clean pass folds into a dense layer.
-    ReLU fuses into the layer before it, Flatten of a vector is a no-op, a final (log-)softmax becomes
-    `graph.post` (the arg-max is the same without it). Anything else raises UnsupportedOpError naming the node.
+    `ops` is a list of (op, node name, tensors) with op in {"dense", "conv2d", "affine", "relu", "softmax",
+    "log_softmax", "flatten"}: dense has w (out, in) and b (out,); conv2d (on an (H, W, C) input) has w
+    (out, kh, kw, in), b (out,), and optionally stride (sh, sw) and pad (top, bottom, left, right) as int arrays
+    (default 1, 1 and 0, 0, 0, 0); affine is an elementwise y = x * scale + shift (input normalisation,
+    BatchNormalization, Mul/Add by constants) that the clean pass folds into a dense layer. ReLU fuses into the
+    layer before it, Flatten makes an (H, W, C) activation a vector in row-major HWC order (of a vector it is a
+    no-op), a final (log-)softmax becomes `graph.post` (the arg-max is the same without it). Anything else raises
+    UnsupportedOpError naming the node.
     """
     layers: list[Layer] = []
     post = None
-    width = int(input_shape[0]) if len(input_shape) == 1 else None
+    shape = tuple(int(d) for d in input_shape)
+    width = shape[0] if len(shape) == 1 else None
     for op, node, tensors in ops:
         if post is not None:
             raise UnsupportedOpError(f"node '{node}' ({op}) follows the {post}; only a final softmax is supported")
-        need = {"dense": ("w",), "affine": ("scale", "shift")}.get(op, ())
+        need = {"dense": ("w",), "conv2d": ("w",), "affine": ("scale", "shift")}.get(op, ())
         missing = [k for k in need if tensors.get(k) is None]
         if missing:
             raise UnsupportedOpError(f"node '{node}' ({op}): tensor(s) {', '.join(missing)} missing")
@@ -101,10 +155,17 @@ def canonicalize(name, input_shape, ops, labels=()) -> Graph:
             b = _finite(node, "b", tensors["b"]) if tensors.get("b") is not None else np.zeros(w.shape[0], np.float32)
             if w.ndim != 2 or b.shape != (w.shape[0],):
                 raise UnsupportedOpError(f"node '{node}' (dense): weight {w.shape} / bias {b.shape} do not fit")
+            if len(shape) > 1:
+                raise UnsupportedOpError(f"node '{node}' (dense) receives an activation of shape {list(shape)}; "
+                                         f"add a Flatten before it (row-major HWC order)")
             if width is not None and w.shape[1] != width:
                 raise UnsupportedOpError(f"node '{node}' (dense): takes {w.shape[1]} inputs but receives {width}")
             layers.append(Layer("dense", node, "f32", {"w": w, "b": b}, {"act": None}))
             width = w.shape[0]
+            shape = (width,)
+        elif op == "conv2d":
+            layers.append(_conv2d(node, tensors, shape))
+            shape, width = layer_shapes(Graph("", shape, layers[-1:]))[0][1], None
         elif op == "affine":
             s, t = _finite(node, "scale", tensors["scale"]), _finite(node, "shift", tensors["shift"])
             if s.shape != (width,) or t.shape != (width,):
@@ -117,12 +178,12 @@ def canonicalize(name, input_shape, ops, labels=()) -> Graph:
                                          f"(the runtime fuses it into the layer before it)")
             layers[-1].attrs["act"] = _ACTS[op]
         elif op == "flatten":
-            if layers or len(input_shape) != 1:
-                raise UnsupportedOpError(f"node '{node}' (Flatten) is only supported on a vector input")
+            shape = (math.prod(shape),)
+            width = shape[0]
         elif op in _POSTS:
             post = _POSTS[op]
         else:
             raise UnsupportedOpError(f"node '{node}' uses op '{op}', which microdx cannot convert yet")
-    if not any(layer.kind == "dense" for layer in layers):
-        raise UnsupportedOpError("the model has no dense layer")
+    if not any(layer.kind in ("dense", "conv2d") for layer in layers):
+        raise UnsupportedOpError("the model has no dense or conv layer")
     return Graph(name, tuple(int(d) for d in input_shape), layers, [str(x) for x in labels], post)

@@ -30,9 +30,9 @@ def n_outputs(graph) -> int:
 def model_input(graph, d: data.Data) -> np.ndarray:
     """The rows of `d` in the graph's device dtype: x quantized (int8 graphs) or as float32; x_q as it is."""
     rows = d.rows
-    if rows.shape[1] != graph.input_shape[0]:
+    if rows.shape[1] != graph.input_size:
         raise InputShapeError(f"{d.path}: {d.key} has {rows.shape[1]} features per row; the model expects "
-                              f"{graph.input_shape[0]}")
+                              f"{graph.input_size}")
     if d.x_q is None:
         return reference.prepare_input(graph, d.x)
     if graph.dtype != "i8":
@@ -79,9 +79,9 @@ def convert(src, out, calib=None, use_float: bool = False, recipe: str | None = 
     graph = graph.copy(recipe=recipe or "")
     if calib is not None and calib.x is None:
         raise DataFileError(f"{calib.path} holds x_q (int8 codes): calibration needs the real values, as 'x'")
-    if calib is not None and calib.x.shape[1] != graph.input_shape[0]:
+    if calib is not None and calib.x.shape[1] != graph.input_size:
         raise InputShapeError(f"{calib.path}: x has {calib.x.shape[1]} features per row; the model expects "
-                              f"{graph.input_shape[0]}")
+                              f"{graph.input_size}")
     if use_float:
         result = float_graph(graph)
     else:
@@ -116,8 +116,8 @@ def convert_to_fit(src, out, board: str, max_loss: float, d: data.Data, calib: d
     source = get("clean").apply(importers.load(src)).graph
     calib = calib or d
     for what in (d, calib):
-        if what.x is None or what.x.shape[1] != source.input_shape[0]:
-            raise InputShapeError(f"{what.path}: needs x with {source.input_shape[0]} features per row")
+        if what.x is None or what.x.shape[1] != source.input_size:
+            raise InputShapeError(f"{what.path}: needs x with {source.input_size} features per row")
     y, how = data.class_indices(d.y, source.labels, n_outputs(source), d.path)
     r = autofit(source, board, calib.x, d.x, y, max_loss, progress=progress)
     size = blob_writer.write(r["graph"], out)
@@ -189,8 +189,8 @@ def _float_accuracy(source, d: data.Data, graph, accuracy) -> dict:
         raise DataFileError(f"{d.path} holds x_q (int8 codes): --source runs the float model, which needs the real "
                             f"values as 'x'")
     src = importers.load(source)
-    if src.input_shape[0] != d.x.shape[1]:
-        raise InputShapeError(f"--source {source} takes {src.input_shape[0]} features, {d.path} has {d.x.shape[1]}: "
+    if src.input_size != d.x.shape[1]:
+        raise InputShapeError(f"--source {source} takes {src.input_size} features, {d.path} has {d.x.shape[1]}: "
                               f"not the model this blob came from?")
     float_acc, _ = _accuracy(reference.run_float(src, d.x), d, graph)
     if float_acc is None or accuracy is None:

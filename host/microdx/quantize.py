@@ -1,10 +1,11 @@
 """Full-integer int8 quantization of a float Graph, calibrated on representative inputs."""
 from __future__ import annotations
 
+import math
 import numpy as np
 
 from microdx.errors import QuantizationError
-from microdx.ir import Graph
+from microdx.ir import Graph, layer_shapes
 from microdx.ops import codebook, dense16, op, sparse
 
 
@@ -19,12 +20,17 @@ def act_qparams(lo: float, hi: float) -> tuple[float, int]:
 def quantize_graph(graph: Graph, calib_x: np.ndarray) -> tuple[Graph, list[str]]:
     """int8 Graph (per-row symmetric weights, per-tensor activations calibrated on `calib_x`).
 
-    calib_x: (N, inputs) float array of representative inputs (a few hundred is plenty).
+    calib_x: (N, inputs) or (N, *input_shape) float array of representative inputs (a few hundred is plenty).
     Returns the quantized graph and notes about choices the user should know of.
     """
+    from microdx.reference import layer_input
+
     x = np.asarray(calib_x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1:] != tuple(graph.input_shape) or len(x) == 0:
-        raise QuantizationError(f"calibration data has shape {x.shape}; need (N, {graph.input_shape[0]}) with N > 0")
+    n = math.prod(graph.input_shape)
+    if x.ndim > 2 and x.shape[1:] == tuple(graph.input_shape):
+        x = x.reshape(len(x), -1)
+    if x.ndim != 2 or x.shape[1] != n or len(x) == 0:
+        raise QuantizationError(f"calibration data has shape {x.shape}; need (N, {n}) with N > 0")
     if not np.isfinite(x).all():
         raise QuantizationError("calibration data holds NaN or Inf (row %d)" % np.argwhere(~np.isfinite(x))[0][0])
     in_q = act_qparams(x.min(), x.max())
@@ -33,8 +39,9 @@ def quantize_graph(graph: Graph, calib_x: np.ndarray) -> tuple[Graph, list[str]]
     if marked:
         raise QuantizationError(f"layer(s) {', '.join(marked)} are marked for float16 storage (recipe step f16), "
                                 f"which is for float blobs: add --float, or use int16 / kmeans for an int8 blob")
-    for layer in graph.layers:
+    for layer, (s_in, _) in zip(graph.layers, layer_shapes(graph)):
         kind = op(layer.kind)
+        h = layer_input(layer, h, s_in)
         power = np.mean(h * h, axis=0)          # per-input mean square: weighs each weight's rounding error
         h = kind.forward_float(layer, h)
         if not np.isfinite(h).all():

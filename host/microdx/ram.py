@@ -1,6 +1,8 @@
 """The device's RAM plan, computed on the host (must agree with device/udx/model.py; a test checks it)."""
 from __future__ import annotations
 
+import math
+
 from microdx.ir import Graph, layer_shapes
 from microdx.ops import op
 
@@ -16,13 +18,13 @@ def plan(graph: Graph) -> dict:
     """
     item = 1 if graph.dtype == "i8" else 4
     per = 1 if graph.dtype == "i8" else 2   # an f32 scratch array is built from a same-size bytes object
-    shapes = layer_shapes(graph)
-    n_in, n_out = graph.input_shape[0], shapes[-1][1][0]
+    shapes = [(math.prod(s_in), math.prod(s_out)) for s_in, s_out in layer_shapes(graph)]  # activation elements
+    n_in, n_out = math.prod(graph.input_shape), shapes[-1][1]
     layers, act_max = [], n_in
     for layer, (s_in, s_out) in zip(graph.layers, shapes):
         row, full = op(layer.kind).scratch_bytes(layer)
-        layers.append({"act_in": s_in[0] * item, "act_out": s_out[0] * item, "row_scratch": row, "full_scratch": full})
-        act_max = max(act_max, s_out[0])
+        layers.append({"act_in": s_in * item, "act_out": s_out * item, "row_scratch": row, "full_scratch": full})
+        act_max = max(act_max, s_out)
     fixed = 2 * (2 * act_max + n_out) * item   # two ping-pong buffers + output, counted double (see device)
     smin = max(x["row_scratch"] for x in layers)
     sfull = max(x["full_scratch"] for x in layers)

@@ -1,11 +1,26 @@
 """numpy executors: the float model, and the device's exact integer arithmetic (bit-exact reference)."""
 from __future__ import annotations
 
+import math
 import numpy as np
 
 from microdx.errors import InputShapeError
-from microdx.ir import Graph
+from microdx.ir import Graph, layer_shapes
 from microdx.ops import op
+
+
+def layer_input(layer, h: np.ndarray, in_shape) -> np.ndarray:
+    """Activations `h` (N, ...) in the form layer kind expects: (N, H, W, C) for spatial kinds (conv), else (N, n)
+    flattened in row-major order (what the device's flat buffers hold either way)."""
+    spatial = getattr(op(layer.kind), "SPATIAL", False)
+    return h.reshape((len(h), *in_shape) if spatial else (len(h), -1))
+
+
+def run_layers(graph: Graph, h: np.ndarray, forward) -> np.ndarray:
+    """`forward(kind module, layer, input)` over the layers in order; the outputs flattened to (N, outputs)."""
+    for layer, (s_in, _) in zip(graph.layers, layer_shapes(graph)):
+        h = forward(op(layer.kind), layer, layer_input(layer, h, s_in))
+    return h.reshape(len(h), -1)
 
 
 def quantize_input(graph: Graph, x: np.ndarray) -> np.ndarray:
@@ -23,10 +38,15 @@ def prepare_input(graph: Graph, x: np.ndarray) -> np.ndarray:
     instead (x: real values of any dtype, x_q: int8 codes); microdx.data converts x to float64 on loading.
     """
     x = np.asarray(x)
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2 or x.shape[1] != graph.input_shape[0]:
-        raise InputShapeError(f"input has shape {x.shape}; the model expects (N, {graph.input_shape[0]})")
+    n = math.prod(graph.input_shape)
+    if x.ndim == 1 or x.shape == tuple(graph.input_shape):
+        x = x.reshape(1, -1)
+    if x.ndim > 2 and x.shape[1:] == tuple(graph.input_shape):   # (N, H, W, C): flattened row-major, as stored
+        x = x.reshape(len(x), -1)
+    if x.ndim != 2 or x.shape[1] != n:
+        shape = ", ".join(str(d) for d in graph.input_shape)
+        raise InputShapeError(f"input has shape {x.shape}; the model expects (N, {n})"
+                              + (f" or (N, {shape})" if len(graph.input_shape) > 1 else ""))
     if graph.dtype == "f32":
         return x.astype(np.float32)
     if np.issubdtype(x.dtype, np.integer):
@@ -39,19 +59,14 @@ def prepare_input(graph: Graph, x: np.ndarray) -> np.ndarray:
 
 def run(graph: Graph, x: np.ndarray) -> np.ndarray:
     """Outputs the device produces: int8 logits for i8 graphs, float32 for f32 graphs. x: (N, n)."""
-    h = prepare_input(graph, x)
-    for layer in graph.layers:
-        kind = op(layer.kind)
-        h = kind.forward_i8(layer, h) if layer.dtype == "i8" else kind.forward_f32(layer, h)
-    return h
+    return run_layers(graph, prepare_input(graph, x), lambda kind, layer, h: kind.forward_i8(layer, h)
+                      if layer.dtype == "i8" else kind.forward_f32(layer, h))
 
 
 def run_float(graph: Graph, x: np.ndarray) -> np.ndarray:
     """Float64 outputs of an unquantized graph (the accuracy baseline)."""
     h = np.asarray(x, dtype=np.float64)
-    for layer in graph.layers:
-        h = op(layer.kind).forward_float(layer, h)
-    return h
+    return run_layers(graph, h.reshape(len(h), -1), lambda kind, layer, h: kind.forward_float(layer, h))
 
 
 def accuracy(outputs: np.ndarray, y: np.ndarray) -> float:

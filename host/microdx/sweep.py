@@ -15,7 +15,8 @@ import numpy as np
 
 # The default grid: no recipe, then each optimizer at a few strengths.
 DEFAULT_GRID = ("", "svd:energy=0.99", "svd:energy=0.95", "svd:energy=0.9", "prune:sparsity=0.5",
-                "prune:sparsity=0.7", "prune:sparsity=0.9", "prune_units:sparsity=0.25", "prune_units:sparsity=0.5")
+                "prune:sparsity=0.7", "prune:sparsity=0.9", "prune_units:sparsity=0.25", "prune_units:sparsity=0.5",
+                "kmeans:bits=4", "kmeans:bits=3", "int16")
 
 
 def evaluate_recipe(src, recipe: str, calib_x, x, y_index) -> dict:

@@ -1,10 +1,12 @@
 """The .npz model schema (docs/npz-schema.md): a layer list plus weights, no pickles.
 
-    kinds     string array, one entry per op in execution order: dense | relu | softmax | flatten | affine
+    kinds     string array, one entry per op in execution order: dense | conv2d | relu | softmax | flatten | affine
     {i}.w     float array (out, in) for op i = dense   (note: (out, in), as ONNX Gemm with transB=1)
-    {i}.b     float array (out,)    for op i = dense   (optional, zeros if absent)
+              float array (out, kh, kw, in) for op i = conv2d, on (H, W, C) activations
+    {i}.b     float array (out,)    for op i = dense or conv2d  (optional, zeros if absent)
+    {i}.stride, {i}.pad  int arrays (2,) and (4,: top, bottom, left, right) for op i = conv2d (default 1 1, 0 0 0 0)
     {i}.scale, {i}.shift  float arrays (features,) for op i = affine (y = x * scale + shift; folded by clean)
-    input_shape  int array (optional; default: the first dense layer's `in`)
+    input_shape  int array (optional for MLPs: default the first dense layer's `in`; (H, W, C) for conv models)
     labels    string array (optional), name  string scalar (optional)
 """
 from __future__ import annotations
@@ -75,9 +77,12 @@ def load(path) -> Graph:
     return canonicalize(name, shape, ops, labels)
 
 
-def save(path, ops, labels=(), name="model") -> None:
-    """Write an .npz model: `ops` is a list of (kind, tensors dict) in execution order."""
+def save(path, ops, labels=(), name="model", input_shape=None) -> None:
+    """Write an .npz model: `ops` is a list of (kind, tensors dict) in execution order; `input_shape` (H, W, C) for
+    a model that starts with a conv."""
     arrays = {"kinds": np.array([k for k, _ in ops]), "name": np.array(name)}
+    if input_shape is not None:
+        arrays["input_shape"] = np.array(input_shape, dtype=np.int64)
     if len(labels):
         arrays["labels"] = np.array([str(x) for x in labels])
     for i, (_, tensors) in enumerate(ops):

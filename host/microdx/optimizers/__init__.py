@@ -22,6 +22,7 @@ REGISTRY = {
     "finetune": "microdx.optimizers.finetune:Finetune",
     "int16": "microdx.optimizers.int16:Int16Weights",
     "f16": "microdx.optimizers.f16:Float16Storage",
+    "separate": "microdx.optimizers.separate:Separate",
 }
 
 

@@ -32,6 +32,20 @@ def choose_rank(s: np.ndarray, rank=None, energy=None, error=None) -> int:
     return int(np.argmax(residual <= error + 1e-12) + 1) if np.any(residual <= error + 1e-12) else len(s)
 
 
+def check_rank_knobs(name: str, rank, energy, error) -> None:
+    """MicrodxError unless exactly one of rank (a positive integer), energy (0, 1] or error [0, 1) is given."""
+    given = [k for k, v in (("rank", rank), ("energy", energy), ("error", error)) if v is not None]
+    if len(given) != 1:
+        raise MicrodxError(f"{name} needs exactly one of rank=, energy=, error= (got {', '.join(given) or 'none'}); "
+                           f"e.g. {name}:energy=0.95")
+    if rank is not None and (int(rank) != rank or rank < 1):
+        raise MicrodxError(f"{name}: rank={rank} must be a positive integer")
+    if energy is not None and not 0 < energy <= 1:
+        raise MicrodxError(f"{name}: energy={energy} must be in (0, 1]")
+    if error is not None and not 0 <= error < 1:
+        raise MicrodxError(f"{name}: error={error} must be in [0, 1)")
+
+
 class SVD(Optimizer):
     """Truncated-SVD factorization of dense layers. Knobs: rank | energy | error, min_inputs (see module doc)."""
 
@@ -39,16 +53,7 @@ class SVD(Optimizer):
     KNOBS = ("rank", "energy", "error", "min_inputs", "layers")
 
     def __init__(self, rank=None, energy=None, error=None, min_inputs=16, layers=None):
-        given = [k for k, v in (("rank", rank), ("energy", energy), ("error", error)) if v is not None]
-        if len(given) != 1:
-            raise MicrodxError(f"svd needs exactly one of rank=, energy=, error= (got {', '.join(given) or 'none'}); "
-                               f"e.g. svd:energy=0.95")
-        if rank is not None and (int(rank) != rank or rank < 1):
-            raise MicrodxError(f"svd: rank={rank} must be a positive integer")
-        if energy is not None and not 0 < energy <= 1:
-            raise MicrodxError(f"svd: energy={energy} must be in (0, 1]")
-        if error is not None and not 0 <= error < 1:
-            raise MicrodxError(f"svd: error={error} must be in [0, 1)")
+        check_rank_knobs("svd", rank, energy, error)
         super().__init__(**{k: v for k, v in (("rank", rank), ("energy", energy), ("error", error), ("layers", layers))
                             if v is not None}, min_inputs=min_inputs)
         self.rank, self.energy, self.error, self.min_inputs = rank, energy, error, min_inputs
