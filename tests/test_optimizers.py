@@ -65,7 +65,7 @@ def test_factorized_int8_model_is_bit_exact_on_the_device(tmp_path):
     ("svd:rank=4:energy=0.9", "exactly one of"),
     ("svd:rank=0", "positive integer"),
     ("svd:energy=1.5", "in (0, 1]"),
-    ("svd:size=3", "no knob size; its knobs: rank, energy, error, min_inputs, layers"),
+    ("svd:size=3", "no knob size; its knobs: rank, energy, error, bytes, min_inputs, layers"),
     ("svd:rank", "'rank' is not knob=value"),
     ("clean,,svd:rank=2", "empty step"),
     ("zip", "unknown optimizer 'zip'; known: clean, "),
@@ -134,3 +134,23 @@ def test_dictionary_factorization_of_sparse_coded_weights():
         xin = reference.prepare_input(q, x)
         run = emulator.run(pathlib.Path(tmp) / "m.dxb", xin, heap=96 * 1024, budget=1500)
     np.testing.assert_array_equal(run.outputs, reference.run(q, xin))
+
+
+def test_svd_byte_budget_is_met_and_spent_where_the_energy_is():
+    from microdx.optimizers.svd import int8_bytes
+
+    g = low_rank_graph()                                   # fc1 60x80 of rank 5, fc2 3x60
+    budget = int8_bytes(60, 80, 5) + int8_bytes(3, 60)     # room for fc1's exact rank and fc2 whole
+    result = get("svd", bytes=budget).apply(g)
+    fc1, fc2 = result.report["layers"]
+    assert fc1["rank"] == 5 and fc1["relative_error"] < 1e-6 and "kept dense" in fc2["skipped"]
+    q, _ = quantize_graph(result.graph, RNG.normal(size=(40, 80)))
+    assert sum(t.nbytes for layer in q.layers for t in layer.tensors.values()) <= budget
+    for budget in (800, 1500, 3000):                       # any budget: met, and nearly all of it used
+        q, _ = quantize_graph(get("svd", bytes=budget).apply(g).graph, RNG.normal(size=(40, 80)))
+        used = sum(t.nbytes for layer in q.layers for t in layer.tensors.values())
+        assert budget - 200 < used <= budget, (budget, used)   # 200: more than one rank of either layer costs
+    with pytest.raises(MicrodxError, match="rank 1 in every chosen layer already takes 723 bytes"):
+        get("svd", bytes=300).apply(g)
+    with pytest.raises(MicrodxError, match="exactly one of rank=, energy=, error=, bytes="):
+        get("svd", bytes=300, rank=2)
