@@ -112,7 +112,7 @@ def _cnn(rng):
 def test_int8_models_are_bit_exact_on_cortex_m3(tmp_path):
     models = _models(tmp_path)
     flash = tmp_path / "flash"
-    shutil.copytree(emulator.compiled_device_dir() / "udx", flash / "udx")
+    shutil.copytree(emulator.compiled_device_dir("armv7m") / "udx", flash / "udx")
     jobs = []
     for name, (graph, x, budget) in models.items():
         blob_writer.write(graph, flash / f"{name}.dxb")
@@ -163,7 +163,7 @@ def test_float_kernels_on_cortex_m3(tmp_path):
                                            ("flatten", "f", {}), ("dense", "d", {"w": rng.normal(size=(5, 240)) / 16})])
     models = {"half": (half, rng.normal(size=(5, 65))), "fconv": (conv, rng.normal(size=(5, 9 * 8 * 3)))}
     flash = tmp_path / "flash"
-    shutil.copytree(emulator.compiled_device_dir() / "udx", flash / "udx")
+    shutil.copytree(emulator.compiled_device_dir("armv7m") / "udx", flash / "udx")
     jobs = []
     for name, (graph, x) in models.items():
         blob_writer.write(graph, flash / f"{name}.dxb")

@@ -1,8 +1,14 @@
 # Fully connected layers, streamed from the open blob in tiles of output rows.
 # Pure-Python kernels: they run on every MicroPython and CircuitPython build. Faster (viper, ulab)
 # kernels will sit beside these and must give the same integers.
+from udx import backends
 from udx.blob import MAX_DIM, int_field, read_exact
 from udx.errors import FormatError
+
+try:   # the native twin of dense_tile (udx/backends.py)
+    from udx import dense_viper
+except (ImportError, SyntaxError, ValueError):
+    dense_viper = None
 
 
 def _dims(entry, what):
@@ -99,6 +105,8 @@ class DenseI8:
         xs <<= 7
         zero = self.zero
         lo = self.lo
+        fast = backends.twin(dense_viper)
+        tile = fast.dense_tile if fast else dense_tile
         mv = memoryview(scratch)
         row = 0
         while row < m:
@@ -107,61 +115,20 @@ class DenseI8:
             f.seek(self.w + row * n)
             read_exact(f, mv[:wn], "dense weights")
             read_bias_mult(f, mv, wn, self.b, self.q, row, r)
-            for j in range(r):
-                acc = 0
-                base = j * n
-                for i in range(n):
-                    acc += scratch[base + i] * x[i]
-                y[row + j] = requant_row(acc - xs, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
+            tile(scratch, x, y, n, r, row, xs, zero, lo)
             row += r
             if trace:
                 trace()
 
 
-class DenseF32:
-    """float32 dense layer: y = W x + b (optionally ReLU). Floats are single precision on MCUs,
-    double on the unix port, so results match the host to a tolerance, not bit for bit."""
-
-    def __init__(self, entry, what):
-        self.n, self.m = _dims(entry, what)
-        self.relu = _act(entry, what) == "relu"
-        self.rows = 1
-        self.macs = self.n * self.m
-
-    def attach(self, tensors, what):
-        self.w = _tensor(tensors, "w", "f32", [self.m, self.n], what)
-        self.b = _tensor(tensors, "b", "f32", [self.m], what)
-
-    def scratch_bytes(self):
-        row = 4 * (self.n + 1)
-        return row, row * self.m
-
-    def payload_bytes(self):
-        return 4 * (self.n + 1) * self.m
-
-    def bind(self, scratch_len):
-        self.rows = min(self.m, scratch_len // (4 * (self.n + 1)))
-
-    def forward(self, f, x, y, scratch, trace):
-        n = self.n
-        m = self.m
-        mv = memoryview(scratch)  # indexes float32 elements
-        row = 0
-        while row < m:
-            r = m - row if m - row < self.rows else self.rows
-            wn = r * n
-            f.seek(self.w + row * n * 4)
-            read_exact(f, mv[:wn], "dense weights", 4 * wn)
-            f.seek(self.b + row * 4)
-            read_exact(f, mv[wn:wn + r], "dense bias", 4 * r)
-            for j in range(r):
-                acc = scratch[wn + j]
-                base = j * n
-                for i in range(n):
-                    acc += scratch[base + i] * x[i]
-                if self.relu and acc < 0.0:
-                    acc = 0.0
-                y[row + j] = acc
-            row += r
-            if trace:
-                trace()
+def dense_tile(scratch, x, y, n, r, row, xs, zero, lo):
+    """The reference int8 tile: rows row .. row+r-1 of y from the r rows of offset-binary weights at scratch[0:r*n],
+    their biases at scratch[r*n:] and multipliers after them; xs = 128 * sum(x). Fast kernels (udx/dense_viper.py)
+    compute exactly these integers."""
+    wn = r * n
+    for j in range(r):
+        acc = 0
+        base = j * n
+        for i in range(n):
+            acc += scratch[base + i] * x[i]
+        y[row + j] = requant_row(acc - xs, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)

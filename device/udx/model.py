@@ -14,7 +14,7 @@ from udx.errors import FormatError, TruncatedError, UnsupportedLayerError, Budge
 # imported only when a blob names them: each costs heap (DESIGN.md §9). A new kernel is one class plus one line.
 KERNELS = (
     "dense", "i8", "udx.dense", "DenseI8",
-    "dense", "f32", "udx.dense", "DenseF32",
+    "dense", "f32", "udx.dense_f32", "DenseF32",
     "sparse", "i8", "udx.sparse", "SparseI8",
     "codebook", "i8", "udx.codebook", "CodebookI8",
     "dense16", "i8", "udx.dense16", "Dense16I8",
@@ -63,11 +63,37 @@ class Model:
         self.trace = None   # optional callable, run after every tile (used to sample the heap)
 
     def _open(self, budget):
-        # Order matters on a small heap: plan from the header alone, allocate the big buffers while the
-        # heap is least fragmented, and only then read the records (many small objects).
+        # Order matters on a small heap: the header is read twice. First for the buffer sizes alone, and all it
+        # decoded is freed; the big buffers are then allocated while the heap holds little besides udx's code
+        # (else the decoded header and the layer objects sit between free blocks and a buffer may find no
+        # block, though the heap has room: measured on the unix port, a 7-layer model at budget 8 KB needed a
+        # 66.5 KB heap when read once, 48 KB when read twice);
+        # then the layer table again, and last the records (many small objects).
+        size = blob.file_size(self._f)
+        act_max, smin, sfull = self._table(size)[1:]
+        gc.collect()
+        self._plan(budget, act_max, smin, sfull)
+        entries = self._table(size)[0]
+        for layer in self.layers:
+            layer.bind(self.scratch_bytes)
         f = self._f
-        size = blob.file_size(f)
-        h = blob.read_header(f, size)   # not kept: the layer table is garbage once the plans exist
+        check = bytearray(blob.CHUNK)
+        for i, e in enumerate(entries):
+            what = "layer %d" % i
+            tensors = blob.read_record(f, size, e, what)
+            for name, t in tensors.items():   # every payload CRC is checked once, at open
+                blob.check_payload(f, t[0], t[1], t[4], what + " tensor " + name, check)
+            layer = self.layers[i]
+            layer.attach(tensors, what)
+            if hasattr(layer, "verify"):   # what a kernel needs to trust beyond shapes (sparse: index bounds)
+                layer.verify(f, check, what)
+        self.macs = sum(layer.macs for layer in self.layers)
+
+    def _table(self, size):
+        """Read and check the header; make self.layers (the kernels, unbound). Returns (layer entries, the largest
+        activation in elements, the smallest and the whole-layer scratch in bytes)."""
+        f = self._f
+        h = blob.read_header(f, size)
         self.name = h.get("model", "")
         self.labels = h.get("labels") or []
         inp = blob.field(h, "input", dict, "header")
@@ -116,15 +142,7 @@ class Model:
             self.layers.append(layer)
         if prev != out_shape:
             raise FormatError("output shape %r does not match the last layer's %r" % (out_shape, prev))
-        self._plan(budget, act_max, smin, sfull)
-        check = bytearray(blob.CHUNK)
-        for i, e in enumerate(entries):
-            what = "layer %d" % i
-            tensors = blob.read_record(f, size, e, what)
-            for name, t in tensors.items():   # every payload CRC is checked once, at open
-                blob.check_payload(f, t[0], t[1], t[4], what + " tensor " + name, check)
-            self.layers[i].attach(tensors, what)
-        self.macs = sum(layer.macs for layer in self.layers)
+        return entries, act_max, smin, sfull
 
     def _plan(self, budget, act_max, smin, sfull):
         """Size the scratch inside `budget` (bytes), raise BudgetError if impossible, then allocate."""
@@ -147,8 +165,7 @@ class Model:
             scratch = min(sfull, room)
         self.scratch_bytes = scratch
         self.budget_bytes = fixed + per * scratch
-        for layer in self.layers:
-            layer.bind(scratch)
+        self.layers = None   # the first reading's kernels: garbage before the buffers are allocated
         gc.collect()
         need = self.act_bytes + scratch
         free = gc.mem_free()

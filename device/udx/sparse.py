@@ -1,10 +1,17 @@
 # CSR-sparse int8 layers (pruned dense layers), streamed from the open blob in tiles of output rows.
 # Tensors: v (nonzero weights, offset-binary u8), idx (their input indices: u8 up to 256 inputs, else u16 LE),
 # ptr (i32 row starts), b (i32 bias), q (u32 multiplier | shift << 16): see host/microdx/ops/sparse.py.
-# Pure Python; the host reference (microdx.ops.sparse.forward_i8) gives the same integers.
+# sparse_tile is the reference (pure Python; the host's microdx.ops.sparse.forward_i8 gives the same integers);
+# udx/sparse_viper.py computes the same integers in native code where the firmware can run it.
+from udx import backends
 from udx.blob import int_field, read_exact
 from udx.dense import _dims, _act, _tensor, read_bias_mult, requant_row
 from udx.errors import FormatError
+
+try:   # the native twin of sparse_tile (udx/backends.py)
+    from udx import sparse_viper
+except (ImportError, SyntaxError, ValueError):
+    sparse_viper = None
 
 
 def _i32(buf, k):
@@ -36,6 +43,28 @@ class SparseI8:
     def payload_bytes(self):
         return self.nnz * (1 + self.isz) + 4 * (self.m + 1) + 8 * self.m
 
+    def verify(self, f, buf, what):
+        """FormatError unless every input index is below n, streamed through `buf` once at open: the kernels then
+        index the activations without a check per weight (a blob with valid CRCs may still be hostile)."""
+        mv = memoryview(buf)
+        step = len(buf) & ~1
+        n = self.n
+        left = self.nnz * self.isz
+        f.seek(self.idx)
+        while left:
+            k = step if left > step else left
+            read_exact(f, mv[:k], what + " sparse indices")
+            if self.isz == 1:
+                for i in range(k):
+                    if buf[i] >= n:
+                        raise FormatError("%s: sparse input index %d >= %d inputs" % (what, buf[i], n))
+            else:
+                for i in range(0, k, 2):
+                    c = buf[i] | (buf[i + 1] << 8)
+                    if c >= n:
+                        raise FormatError("%s: sparse input index %d >= %d inputs" % (what, c, n))
+            left -= k
+
     def scratch_bytes(self):
         """(smallest, whole-layer) scratch in bytes: a row takes row_nnz values and indices, two row pointers,
         a bias and a multiplier; the whole layer exactly its payload."""
@@ -54,6 +83,8 @@ class SparseI8:
         isz = self.isz
         zero = self.zero
         lo = self.lo
+        fast = backends.twin(sparse_viper)
+        tile = fast.sparse_tile if fast else sparse_tile
         mv = memoryview(scratch)
         row = 0
         while row < m:
@@ -73,23 +104,38 @@ class SparseI8:
             f.seek(self.idx + p0 * isz)
             read_exact(f, mv[io:bo], "sparse indices")
             read_bias_mult(f, mv, bo, self.b, self.q, row, r)
-            k = 0
-            for j in range(r):
-                end = _i32(scratch, 4 * (j + 1)) - p0
-                if end < k or end > nv:
-                    raise FormatError("sparse layer: row pointer %d out of order" % (end + p0))
-                acc = 0
-                xs = 0
-                while k < end:
-                    if isz == 1:
-                        c = scratch[io + k]
-                    else:
-                        c = scratch[io + 2 * k] | (scratch[io + 2 * k + 1] << 8)
-                    xv = x[c]
-                    acc += scratch[vo + k] * xv
-                    xs += xv
-                    k += 1
-                y[row + j] = requant_row(acc - (xs << 7), scratch, bo + 4 * j, bo + 4 * r + 4 * j, zero, lo)
+            bad = tile(scratch, x, y, r, row, p0, nv, isz, zero, lo)
+            if bad >= 0:   # CRC-valid but inconsistent pointers: the kernel stopped before reading outside the tile
+                raise FormatError("sparse layer: row pointer %d out of order" % _i32(scratch, 4 * bad))
             row += r
             if trace:
                 trace()
+
+
+def sparse_tile(scratch, x, y, r, row, p0, nv, isz, zero, lo):
+    """The reference CSR tile: rows row .. row+r-1 of y; returns -1, or the index of the first row pointer that is
+    out of order (then no row from it on is computed). scratch holds the tile's r+1 row pointers (i32, absolute:
+    subtract p0; the first is p0 and the last p0 + nv, checked by the caller), then its nv values (offset-binary
+    u8), their input indices (isz bytes each, LE; checked below n when the model was opened, SparseI8.verify),
+    then r biases and r multipliers."""
+    vo = 4 * (r + 1)
+    io = vo + nv
+    bo = io + nv * isz
+    k = 0
+    for j in range(r):
+        end = _i32(scratch, 4 * (j + 1)) - p0
+        if end < k or end > nv:
+            return j + 1
+        acc = 0
+        xs = 0
+        while k < end:
+            if isz == 1:
+                c = scratch[io + k]
+            else:
+                c = scratch[io + 2 * k] | (scratch[io + 2 * k + 1] << 8)
+            xv = x[c]
+            acc += scratch[vo + k] * xv
+            xs += xv
+            k += 1
+        y[row + j] = requant_row(acc - (xs << 7), scratch, bo + 4 * j, bo + 4 * r + 4 * j, zero, lo)
+    return -1

@@ -3,7 +3,7 @@
 # holding job.txt, model.dxb, in.bin and the udx package, under fixed relative names. The interpreter interns
 # module names and command-line arguments on its heap, and how full its string pool is changes what `import udx`
 # takes: so nothing varying (host paths, counts) reaches it as a name or an argument; numbers come in job.txt.
-# job.txt: "COUNT BUDGET EVERY". in.bin: COUNT raw little-endian rows (a link to /dev/zero for rows of zeros);
+# job.txt: "COUNT BUDGET EVERY BACKEND" (BACKEND: auto, or a name for udx.use_backend). in.bin: COUNT raw little-endian rows (a link to /dev/zero for rows of zeros);
 # outputs go to out.bin. BUDGET: udx.Model budget in bytes, -1 for none. stdout: "progress N" every EVERY
 # inferences (0: never), then one JSON line of stats; on a udx error or MemoryError one JSON line
 # {"error", "message", "stage"}, exit status 2.
@@ -14,7 +14,8 @@ import time
 import array
 
 with open("job.txt") as job:
-    count, budget, every = [int(a) for a in job.read().split()]
+    count, budget, every, backend = job.read().split()
+    count, budget, every = int(count), int(budget), int(every)
 peak = [0]
 state = {"stage": "import", "runtime_heap_bytes": 0}   # keys made now: no dict growth after BASE
 
@@ -59,6 +60,8 @@ BASE = gc.mem_alloc()              # the interpreter and this runner; everything
 TOTAL = BASE + gc.mem_free()
 try:
     import udx
+    if backend != "auto":
+        udx.use_backend(backend)
     gc.collect()
     state["runtime_heap_bytes"] = peak[0] = gc.mem_alloc() - BASE
     state["stage"] = "open"
@@ -69,8 +72,10 @@ try:
         total_us = infer(model, fin, fout)
 except MemoryError as e:
     fail("MemoryError", "heap exhausted: %s" % e)
+except ImportError as e:    # a backend this firmware cannot run
+    fail("BackendError", str(e))
 except udx.UdxError as e:
     fail(type(e).__name__, str(e))
 print(json.dumps({"runtime_heap_bytes": state["runtime_heap_bytes"], "peak_heap_bytes": peak[0],
                   "wall_s": total_us / 1e6, "budget_bytes": model.budget_bytes, "scratch_bytes": model.scratch_bytes,
-                  "macs": model.macs, "count": count, "base_heap_bytes": BASE, "heap_total_bytes": TOTAL}))
+                  "macs": model.macs, "count": count, "backend": udx.backend(), "base_heap_bytes": BASE, "heap_total_bytes": TOTAL}))

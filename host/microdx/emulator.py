@@ -5,6 +5,7 @@ import functools
 import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,10 @@ MEASURE_HEAP = 16 * 1024 * 1024
 # code; near 100 GB its allocation fails with a crash. No microcontroller has a GiB.
 MIN_HEAP, MAX_HEAP = 1024, 1 << 30
 # Bump when the layout or the mpy-cross options of the cache change: the key must change with them.
-CACHE_LAYOUT = b"2: -s udx/NAME.py, runner beside udx"
+CACHE_LAYOUT = b"3: -s udx/NAME.py -march=ARCH, runner beside udx"
+# Native code (viper) in an .mpy must match the firmware's architecture (mpy-cross -march); bytecode loads anywhere.
+# The unix port on this PC runs x64 code; each qemu target runs its MCU's (microdx.qemu.ARCH).
+HOST_ARCH = {"x86_64": "x64", "amd64": "x64", "i386": "x86", "i686": "x86"}.get(platform.machine().lower(), "host")
 
 
 @dataclass
@@ -48,9 +52,9 @@ def _tool(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)   # once per process: it runs mpy-cross --version and hashes the sources
-def compiled_device_dir() -> Path:
-    """A folder holding udx precompiled to .mpy by mpy-cross (udx/*.mpy, as boards run it) and the emulator's
-    runner module, cached by source hash.
+def compiled_device_dir(arch: str | None = None) -> Path:
+    """A folder holding udx precompiled to .mpy by mpy-cross for `arch` (its -march: x64, armv6m, armv7m, ...;
+    default the unix port's) (udx/*.mpy, as boards run it) and the emulator's runner module, cached by source hash.
 
     Precompiled modules skip the on-device compiler, whose temporaries fragment a small heap: on a 64 KB
     heap, importing the .py sources leaves no free block above ~5 KB; the .mpy files leave the heap whole.
@@ -58,11 +62,12 @@ def compiled_device_dir() -> Path:
     `mpy-cross -s` sets it), not a host path, so neither the heap figures nor the file sizes depend on where
     the repository is.
     """
+    arch = arch or HOST_ARCH
     src = repo_dir("device") / "udx"
     files = sorted(src.glob("*.py"))
     # the compiler's version is part of the key: .mpy from another mpy-cross may not load
     version = subprocess.run([_tool("mpy-cross"), "--version"], capture_output=True, text=True).stdout
-    digest = hashlib.sha256(version.encode() + CACHE_LAYOUT + RUNNER.read_bytes()
+    digest = hashlib.sha256(version.encode() + CACHE_LAYOUT + arch.encode() + RUNNER.read_bytes()
                             + b"".join(f.name.encode() + f.read_bytes() for f in files)).hexdigest()[:16]
     out = Path(tempfile.gettempdir()) / f"microdx-mpy-{digest}"
     if not (out / f"{RUNNER_MODULE}.mpy").is_file():
@@ -71,8 +76,8 @@ def compiled_device_dir() -> Path:
         jobs = [(f, tmp / "udx" / f"{f.stem}.mpy", f"udx/{f.name}") for f in files]
         jobs.append((RUNNER, tmp / f"{RUNNER_MODULE}.mpy", f"{RUNNER_MODULE}.py"))
         for source, target, name in jobs:
-            subprocess.run([_tool("mpy-cross"), "-s", name, "-o", str(target), str(source)], check=True,
-                           capture_output=True)
+            subprocess.run([_tool("mpy-cross"), "-s", name, f"-march={arch}", "-o", str(target), str(source)],
+                           check=True, capture_output=True)
         try:
             tmp.rename(out)
         except OSError:   # another process won the race; its copy is identical
@@ -99,10 +104,11 @@ def run_script(script, args=(), heap: int = 1 << 20, timeout: float = 3600, sour
 
 
 def run(blob_path, x: np.ndarray, board: str = "unix", heap: int | None = None, budget: int | None = None,
-        source: bool = False, progress=None) -> DeviceRun:
+        source: bool = False, progress=None, backend: str | None = None) -> DeviceRun:
     """Run every row of `x` through the blob on the emulated `board` (heap in bytes overrides the profile's).
 
-    udx runs precompiled (.mpy, as deployed); `source=True` runs the .py files instead.
+    udx runs precompiled (.mpy, as deployed); `source=True` runs the .py files instead. `backend` ("viper",
+    "python") overrides the kernel backend udx chooses itself; stats["backend"] says which ran.
     `x` must already be in the blob's input dtype (int8 or float32), shape (N, inputs).
     `progress(n)`, if given, is called with the number of inferences done, about 100 times over the run.
     Raises DeviceError(kind, message) when the runtime refuses the blob or the input; for a MemoryError the
@@ -115,7 +121,8 @@ def run(blob_path, x: np.ndarray, board: str = "unix", heap: int | None = None, 
         raise MicrodxError(f"device input must be a 2-D int8 or float32 array, got {x.dtype} {x.shape}")
     if heap > MAX_HEAP:
         raise MicrodxError(f"heap {heap:,} bytes: the emulator runs heaps of at most {MAX_HEAP:,} bytes (1 GiB)")
-    stats, out = _invoke(blob_path, heap, budget, source, x=x, progress=progress) if heap >= MIN_HEAP else ({
+    stats, out = _invoke(blob_path, heap, budget, source, x=x, progress=progress, backend=backend) \
+        if heap >= MIN_HEAP else ({
         "error": "MemoryError"}, None)
     if stats.get("error") == "MemoryError":
         raise DeviceError("MemoryError", _heap_too_small(blob_path, heap, budget, source))
@@ -140,7 +147,8 @@ def measure(blob_path, budget: int | None = None, source: bool = False) -> dict:
     return stats
 
 
-def _invoke(blob_path, heap: int, budget, source: bool, x=None, progress=None) -> tuple[dict, bytes | None]:
+def _invoke(blob_path, heap: int, budget, source: bool, x=None, progress=None,
+            backend: str | None = None) -> tuple[dict, bytes | None]:
     """Run the runner once in a scratch folder; (its stats or {"error": "MemoryError", ...}, the output bytes).
 
     Only fixed relative names and no arguments reach MicroPython (job.txt, model.dxb, in.bin, udx/...): it interns
@@ -159,7 +167,7 @@ def _invoke(blob_path, heap: int, budget, source: bool, x=None, progress=None) -
             (tmp / "in.bin").symlink_to("/dev/zero")
         else:
             (tmp / "in.bin").write_bytes(x.astype(x.dtype.newbyteorder("<")).tobytes())
-        (tmp / "job.txt").write_text(f"{count} {-1 if budget is None else budget} {every}")
+        (tmp / "job.txt").write_text(f"{count} {-1 if budget is None else budget} {every} {backend or 'auto'}")
         cmd = [micropython(), "-X", f"heapsize={heap}", "-c", f"import {RUNNER_MODULE}"]
         # MICROPYPATH="" leaves sys.path as [""] under -c: udx is found in the scratch folder only
         env = dict(os.environ, MICROPYPATH="")

@@ -18,6 +18,8 @@ from microdx.errors import DeviceError, MicrodxError
 from microdx.paths import ROOT
 
 TARGETS = ROOT.parent / "shared" / "targets"
+# mpy-cross -march of each target's native code: the M0 is armv6m like the RP2040, the M33 runs armv7emsp code
+ARCH = {"qemu-m3": "armv7m", "qemu-m0": "armv6m", "qemu-m33": "armv7emsp"}
 
 SCRIPT = """
 import array, binascii, time, udx
@@ -47,7 +49,7 @@ def run(blob_path, x: np.ndarray, target: str = "qemu-m3", budget: int | None = 
         raise MicrodxError(f"{target} needs {TARGETS / target / 'run'} and qemu-system-arm (apt-get install)")
     with tempfile.TemporaryDirectory(prefix="microdx-qemu-") as tmp:
         flash = Path(tmp) / "flash"
-        shutil.copytree(emulator.compiled_device_dir() / "udx", flash / "udx")
+        shutil.copytree(emulator.compiled_device_dir(ARCH[target]) / "udx", flash / "udx")
         shutil.copy(blob_path, flash / "model.dxb")
         (flash / "in.bin").write_bytes(np.ascontiguousarray(x, dtype=np.int8).tobytes())
         script = Path(tmp) / "script.py"

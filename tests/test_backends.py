@@ -1,0 +1,157 @@
+"""Kernel backends: viper (native code) where the firmware has it, pure Python everywhere else; the same integers.
+
+The unix port runs both backends on every int8 kind; the emulated Cortex-M0 (the RP2040's armv6m) and Cortex-M3 run
+viper with 32-bit machine ints; the board-like CircuitPython (no native emitter) falls back to pure Python. On the
+Cortex-M3 the instruction counts are exact: viper's ceiling per MAC is asserted on a whole streamed model.
+"""
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import run_mpy
+from microdx import blob_writer, emulator, qemu, ram, reference
+from microdx.optimizers import get
+from microdx.quantize import quantize_graph
+from microdx.synthetic import random_graph, random_int8
+
+TARGETS = Path(__file__).resolve().parents[2] / "shared" / "targets"
+CIRCUITPYTHON = TARGETS / "circuitpython"
+RNG = np.random.default_rng(71)
+
+
+def _int8(sizes, recipe=None, seed=0):
+    g = random_graph(sizes, seed=seed)
+    if recipe:
+        g = get(*recipe[:1], **recipe[1]).apply(g).graph
+    return quantize_graph(g, RNG.normal(size=(64, sizes[0])))[0]
+
+
+def _inputs(n, rows=6):
+    return np.vstack([RNG.integers(-128, 128, size=(rows, n)), np.full((1, n), -128), np.full((1, n), 127),
+                      np.tile([-128, 127], n)[None, :n]]).astype(np.int8)
+
+
+# name -> (int8 graph, extra budget over the smallest): input counts not a multiple of 8 (the viper tail loop),
+# one-row tiles and tiles that do not divide the rows, CSR with u8 and u16 indices
+MODELS = {
+    "dense-odd": (lambda: _int8([67, 33, 7], seed=1), 0),
+    "dense-tiles": (lambda: _int8([64, 50, 10], seed=2), 150),
+    "dense-wide": (lambda: _int8([300, 17, 5], seed=3), 500),
+    "sparse-u8": (lambda: _int8([64, 97, 10], ("prune", {"sparsity": 0.85, "min_inputs": 1}), seed=4), 90),
+    "sparse-u16": (lambda: _int8([300, 40, 6], ("prune", {"sparsity": 0.7, "min_inputs": 1}), seed=5), 0),
+}
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("backends")
+    out = {}
+    for name, (make, extra) in MODELS.items():
+        g = make()
+        blob_writer.write(g, d / f"{name}.dxb")
+        out[name] = (d / f"{name}.dxb", g, ram.plan(g)["min_budget"] + extra)
+    return out
+
+
+@pytest.mark.parametrize("backend", ["viper", "python"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_backend_is_bit_exact_on_the_unix_port(blobs, name, backend):
+    path, g, budget = blobs[name]
+    x = _inputs(g.input_shape[0])
+    run = emulator.run(path, x, heap=96 * 1024, budget=budget, backend=backend)
+    assert run.stats["backend"] == backend
+    np.testing.assert_array_equal(run.outputs, reference.run(g, x))
+
+
+def test_viper_is_chosen_where_it_runs_and_can_be_switched_off(tmp_path):
+    out = run_mpy("import udx\nprint(udx.backend())\nudx.use_backend('python')\nprint(udx.backend())\n"
+                  "try:\n    udx.use_backend('cuda')\nexcept ValueError as e:\n    print(e)\n", tmp_path)
+    assert out == ["viper", "python", "unknown backend 'cuda' (viper, python)"]
+
+
+def test_sparse_pointers_out_of_order_are_refused_by_both_backends(blobs, tmp_path):
+    path, g, budget = blobs["sparse-u8"]
+    layer = g.layers[0]
+    ptr = layer.tensors["ptr"].astype(np.int64)
+    # the second row pointer made larger than the third: CRCs recomputed by rewriting the graph's tensor
+    bad = ptr.copy()
+    bad[2] = bad[1] - 1 if bad[1] > 0 else bad[1]
+    bad[1] = ptr[2]
+    layer.tensors["ptr"] = bad.astype(np.int32)
+    blob_writer.write(g, tmp_path / "bad.dxb")
+    layer.tensors["ptr"] = ptr.astype(np.int32)
+    for backend in ("viper", "python"):
+        with pytest.raises(emulator.DeviceError, match="row pointer .* out of order"):
+            emulator.run(tmp_path / "bad.dxb", _inputs(64, 1), budget=budget, backend=backend)
+
+
+@pytest.mark.skipif(not CIRCUITPYTHON.is_file(), reason="needs ../shared/targets/circuitpython")
+def test_circuitpython_falls_back_to_pure_python_bit_exact(blobs, tmp_path):
+    """CircuitPython has no native emitter (a viper decorator is a SyntaxError): udx loads, says "python", and
+    gives the reference's integers; use_backend("viper") is refused with ImportError."""
+    lines = ["import array, binascii, udx", "print(udx.backend())",
+             "try:\n    udx.use_backend('viper')\nexcept ImportError as e:\n    print('ImportError')"]
+    xs = {}
+    for name, (path, g, budget) in blobs.items():
+        x = xs[name] = _inputs(g.input_shape[0], rows=2)
+        (tmp_path / f"{name}.bin").write_bytes(x.tobytes())
+        lines.append(f"m = udx.Model({str(path)!r}, {budget})\nf = open({str(tmp_path / (name + '.bin'))!r}, 'rb')\n"
+                     f"x = array.array('b', bytes(m.n_in))\nfor i in range({len(x)}):\n    f.readinto(x)\n"
+                     f"    print({name!r}, binascii.hexlify(bytes(m.predict(x))).decode())\nf.close()")
+    script = tmp_path / "cp.py"
+    script.write_text("\n".join(lines) + "\n")
+    env = {"MICROPYPATH": str(emulator.device_path(source=True)), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([str(CIRCUITPYTHON), "-X", "heapsize=256K", str(script)], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout.split("\n")
+    assert out[:2] == ["python", "ImportError"]
+    for name, (path, g, _) in blobs.items():
+        got = [bytes.fromhex(ln.split()[1]) for ln in out if ln.startswith(name + " ")]
+        device = np.frombuffer(b"".join(got), np.int8).reshape(len(got), -1)
+        np.testing.assert_array_equal(device, reference.run(g, xs[name]), err_msg=name)
+
+
+@pytest.mark.skipif(not qemu.available("qemu-m0"), reason="needs ../shared/targets/qemu-m0 and qemu-system-arm")
+def test_viper_on_the_rp2040_instruction_set(blobs):
+    """qemu-m0 executes armv6m only, as the RP2040's Cortex-M0+: the viper twins compiled for it are bit-exact."""
+    for name, (path, g, budget) in blobs.items():
+        x = _inputs(g.input_shape[0], rows=3)
+        r = qemu.run(path, x, "qemu-m0", budget=budget)
+        np.testing.assert_array_equal(r["outputs"], reference.run(g, x), err_msg=name)
+
+
+VIPER_MAC_CEILING = 30        # instructions per MAC on qemu-m3, whole model: streaming and requantization included
+
+
+@pytest.mark.skipif(not qemu.available("qemu-m3"), reason="needs ../shared/targets/qemu-m3 and qemu-system-arm")
+def test_viper_dense_costs_at_most_30_instructions_per_mac_on_cortex_m3(tmp_path):
+    """650-512-512-6 int8 (597 KB of weights, 16 KB budget: streamed in tiles), one inference per backend in one
+    run: viper within the ceiling, and at least 20x fewer instructions than pure Python."""
+    g, _ = random_int8([650, 512, 512, 6], seed=8)
+    blob_writer.write(g, tmp_path / "m.dxb")
+    flash = tmp_path / "flash"
+    shutil.copytree(emulator.compiled_device_dir(qemu.ARCH["qemu-m3"]) / "udx", flash / "udx")
+    shutil.copy(tmp_path / "m.dxb", flash / "m.dxb")
+    x = _inputs(650, rows=1)[:1]
+    (flash / "in.bin").write_bytes(x.tobytes())
+    script = tmp_path / "s.py"
+    script.write_text("import array, binascii, time, udx\nm = udx.Model('/flash/m.dxb', 16384)\n"
+                      "x = array.array('b', open('/flash/in.bin', 'rb').read())\n"
+                      "for b in ('viper', 'python'):\n    udx.use_backend(b)\n    t0 = time.ticks_us()\n"
+                      "    y = m.predict(x)\n    t = time.ticks_diff(time.ticks_us(), t0)\n"
+                      "    print(b, t * 1000, m.macs, binascii.hexlify(bytes(y)).decode())\n")
+    proc = subprocess.run([str(qemu.TARGETS / "qemu-m3" / "run"), str(flash), str(script)], capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = {ln.split()[0]: ln.split()[1:] for ln in proc.stdout.splitlines() if ln.split()[:1] in (["viper"],
+                                                                                                 ["python"])}
+    expected = reference.run(g, x)[0].astype(np.int8).tobytes().hex()
+    per_mac = {b: int(rows[b][0]) / int(rows[b][1]) for b in rows}
+    print(f"qemu-m3 650-512-512-6: {per_mac['viper']:.1f} instructions per MAC (viper), {per_mac['python']:.1f} "
+          f"(pure Python)")
+    assert rows["viper"][2] == rows["python"][2] == expected
+    assert per_mac["viper"] <= VIPER_MAC_CEILING and per_mac["python"] >= 20 * per_mac["viper"], per_mac
