@@ -27,9 +27,9 @@ def _json(capsys, *argv):
 
 def test_small_blob_fits_rp2040(blobs, capsys):
     r = _json(capsys, "inspect", blobs / "small.dxb", "--board", "rp2040")["fit"]
-    mpy = fit.runtime_files({"dense"})         # a dense blob needs no other kernel module on the board
-    assert set(emulator.runtime_files()) - set(mpy) == {"udx/sparse.mpy", "udx/codebook.mpy", "udx/dense16.mpy",
-                                                        "udx/conv2d.mpy"}
+    mpy = fit.runtime_files({("dense", "i8")})    # an int8 dense blob needs no other kernel module on the board
+    assert set(emulator.runtime_files()) - set(mpy) == {"udx/sparse.mpy", "udx/sparse_viper.mpy", "udx/codebook.mpy",
+                                                        "udx/dense16.mpy", "udx/conv2d.mpy", "udx/dense_f32.mpy"}
     assert r["flash"]["fits"] and r["flash"]["block_bytes"] == 4096
     assert r["flash"]["runtime_files_bytes"] == sum(-(-n // 4096) * 4096 for n in mpy.values())   # whole blocks
     assert r["flash"]["blob_on_fs_bytes"] == -(-r["flash"]["blob_bytes"] // 4096) * 4096
@@ -42,7 +42,7 @@ def test_small_blob_fits_rp2040(blobs, capsys):
 def test_big_blob_is_short_of_flash_on_stm32f411(blobs, capsys):
     r = _json(capsys, "inspect", blobs / "big.dxb", "--board", "stm32f411")["fit"]
     f = r["flash"]
-    blocks = sum(-(-n // 512) * 512 for n in fit.runtime_files({"dense"}).values())
+    blocks = sum(-(-n // 512) * 512 for n in fit.runtime_files({("dense", "i8")}).values())
     assert f["fits"] is False and f["runtime_files_bytes"] == blocks
     assert f["short_by_bytes"] == f["blob_on_fs_bytes"] - (65536 - blocks) > 0
     assert "more flash (" in r["advice"][0] and "rp2040" in r["advice"][0]

@@ -49,7 +49,7 @@ def autofit(graph, board: str, calib_x, x, y_index, max_loss_points: float, prog
 
     def flash(nbytes, q):
         """fit.flash for a blob of `nbytes` made of q's layer kinds (the kernels it needs sit beside it)."""
-        return fit.flash(nbytes, board, {layer.kind for layer in q.layers})
+        return fit.flash(nbytes, board, fit.graph_kernels(q))
 
     base_bytes, base_acc, base_q = measure("")
     if flash(base_bytes, base_q)["fits"] is None:

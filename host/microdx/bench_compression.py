@@ -77,7 +77,7 @@ def run(data_path=None, board: str = "rp2040", progress=None) -> dict:
         for target in ("qemu-m3", "qemu-m0"):       # real MCU arithmetic and exact instruction counts, when here
             if qemu.available(target):
                 r = qemu.run(blob, xin[:QEMU_CLIPS], target)
-                cortex[target] = {k: r[k] for k in ("instructions_per_inference", "instructions_per_mac")}
+                cortex[target] = {k: r[k] for k in ("instructions_per_inference", "instructions_per_mac", "backend")}
                 cortex[target]["matches_host"] = bool((r["outputs"] == host[:QEMU_CLIPS]).all())
     compressed_acc = reference.accuracy(host, y[test])
     return {
@@ -92,7 +92,7 @@ def run(data_path=None, board: str = "rp2040", progress=None) -> dict:
         "pruned_float_accuracy_before_finetune": reference.accuracy(
             reference.run_float(pruned.graph, scaler.transform(x[test])), y[test]),
         "board": board, "peak_heap_bytes": dev.stats["peak_heap_bytes"], "macs": int(dev.stats["macs"]),
-        "stm32f411_flash": fit.flash(blob_bytes, "stm32f411", {layer.kind for layer in q.layers}), "cortex_m": cortex, "cortex_m_clips": QEMU_CLIPS,
+        "stm32f411_flash": fit.flash(blob_bytes, "stm32f411", fit.graph_kernels(q)), "cortex_m": cortex, "cortex_m_clips": QEMU_CLIPS,
         "dxtk_paper": DXTK, "notes": notes, "seconds": round(time.time() - t0, 1),
     }
 
@@ -124,6 +124,6 @@ def format_report(r: dict) -> str:
            else f"short by {r['stm32f411_flash']['short_by_bytes']:,} bytes")
         + f"; whole run {r['seconds']} s",
         *(f"{t}: {c['instructions_per_inference']:,} instructions per inference ({c['instructions_per_mac']} per MAC, "
-          f"pure-Python kernels), outputs {'equal' if c['matches_host'] else 'DIFFERENT from'} the host's on "
+          f"{c['backend']} kernels), outputs {'equal' if c['matches_host'] else 'DIFFERENT from'} the host's on "
           f"{r['cortex_m_clips']} test clips" for t, c in r["cortex_m"].items()),
     ])

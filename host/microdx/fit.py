@@ -6,10 +6,11 @@ The unix port is 64-bit: its objects are larger than a 32-bit MCU's, so the heap
 """
 from __future__ import annotations
 
+import ast
+import functools
 from pathlib import Path
 
-from microdx import blob_reader, boards, emulator, ram
-from microdx.blob_format import KIND_DTYPES
+from microdx import blob_reader, boards, emulator, paths, ram
 from microdx.errors import BoardFitError
 
 
@@ -18,22 +19,44 @@ def _blocks(nbytes: int, block: int) -> int:
     return -(-nbytes // block) * block
 
 
-def runtime_files(kinds=None) -> dict[str, int]:
-    """udx's .mpy files a board needs (bytes each): all of them, or with `kinds` (the layer kinds of a blob) the core
-    and only those kinds' kernel modules: udx imports a kind's module (udx/<kind>.mpy) only when a blob names it."""
-    optional = {f"udx/{kind}.mpy" for kind, _ in KIND_DTYPES} - {"udx/dense.mpy"}   # dense is imported with udx
-    needed = {f"udx/{kind}.mpy" for kind in kinds} if kinds is not None else optional
-    return {name: n for name, n in emulator.runtime_files().items() if name not in optional or name in needed}
+@functools.lru_cache(maxsize=None)
+def kernel_modules() -> dict[tuple[str, str], str]:
+    """{(kind, dtype): "udx/MODULE.mpy"} as device/udx/model.py KERNELS lists them (read from the source, so the two
+    cannot disagree)."""
+    tree = ast.parse((paths.repo_dir("device") / "udx" / "model.py").read_text())
+    names = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                 and getattr(n.targets[0], "id", None) == "KERNELS")
+    return {(names[i], names[i + 1]): "udx/%s.mpy" % names[i + 2].split(".")[1] for i in range(0, len(names), 4)}
 
 
-def flash(blob_bytes: int, board: str, kinds=None) -> dict:
-    """Flash check (bytes): the board's filesystem (flash_fs_bytes) less udx's .mpy files (runtime_files(kinds):
-    with the blob's layer kinds, only the kernels it uses), each rounded up to the filesystem block (fs_block_bytes,
+def graph_kernels(graph) -> set[tuple[str, str]]:
+    """The (kind, dtype) pairs of a graph's layers: what selects the kernel modules it needs."""
+    return {(layer.kind, layer.dtype) for layer in graph.layers}
+
+
+def runtime_files(kernels=None) -> dict[str, int]:
+    """udx's .mpy files a board needs (bytes each): all of them, or with `kernels` (a blob's (kind, dtype) pairs,
+    graph_kernels) the core and only the kernel modules those need, each with its native twin (MODULE_viper.mpy):
+    udx imports a kernel module only when a blob names its kind. udx/dense.mpy is core: udx imports it itself."""
+    files = emulator.runtime_files()
+    modules = kernel_modules()
+
+    def with_twin(names):
+        return set(names) | {name.replace(".mpy", "_viper.mpy") for name in names}
+
+    optional = with_twin(modules.values()) - with_twin({"udx/dense.mpy"})
+    needed = with_twin(modules[k] for k in kernels if k in modules) if kernels is not None else optional
+    return {name: n for name, n in files.items() if name not in optional or name in needed}
+
+
+def flash(blob_bytes: int, board: str, kernels=None) -> dict:
+    """Flash check (bytes): the board's filesystem (flash_fs_bytes) less udx's .mpy files (runtime_files(kernels):
+    with the blob's (kind, dtype) pairs, only the kernels it uses), each rounded up to the filesystem block (fs_block_bytes,
     1 if unknown), against the blob rounded the same way.
     fits is None when the board's filesystem size varies (flash_fs_bytes null)."""
     profile = boards.load(board)
     fs, block = profile["flash_fs_bytes"], profile.get("fs_block_bytes") or 1
-    runtime = sum(_blocks(n, block) for n in runtime_files(kinds).values())
+    runtime = sum(_blocks(n, block) for n in runtime_files(kernels).values())
     report = {"fits": None, "filesystem_bytes": fs, "block_bytes": block, "runtime_files_bytes": runtime,
               "blob_bytes": blob_bytes, "blob_on_fs_bytes": _blocks(blob_bytes, block)}
     if fs is None:
@@ -64,11 +87,11 @@ def heap(blob_path, board: str, budget: int | None = None) -> dict:
 def check(blob_path, board: str, budget: int | None = None) -> dict:
     """Flash and heap checks of the blob on `board`, with advice on the knob that helps."""
     blob = blob_reader.read(blob_path)
-    kinds = {layer.kind for layer in blob.graph.layers}
-    report = {"board": board, "flash": flash(blob.size, board, kinds), "heap": heap(blob_path, board, budget)}
+    kernels = graph_kernels(blob.graph)
+    report = {"board": board, "flash": flash(blob.size, board, kernels), "heap": heap(blob_path, board, budget)}
     advice = []
     if report["flash"]["fits"] is False:
-        bigger = [b for b in boards.names() if b != board and flash(blob.size, b, kinds)["fits"]]
+        bigger = [b for b in boards.names() if b != board and flash(blob.size, b, kernels)["fits"]]
         advice.append("flash: use a board with more flash" + (f" ({', '.join(bigger)})" if bigger else "")
                       + ("; convert to int8 (without --float), about 4x smaller" if blob.graph.dtype == "f32" else "")
                       + "; compression (factorize, sparsify) comes with the optimizers")
@@ -86,8 +109,7 @@ def check(blob_path, board: str, budget: int | None = None) -> dict:
 
 def require_flash(blob_path, board: str) -> None:
     """BoardFitError if the blob cannot be stored on `board` beside udx (run/eval --device refuse such a blob)."""
-    kinds = {layer.kind for layer in blob_reader.read(blob_path).graph.layers}
-    f = flash(Path(blob_path).stat().st_size, board, kinds)
+    f = flash(Path(blob_path).stat().st_size, board, graph_kernels(blob_reader.read(blob_path).graph))
     if f["fits"] is False:
         raise BoardFitError(
             f"{blob_path} takes {f['blob_on_fs_bytes']:,} bytes of {board}'s {f['filesystem_bytes']:,}-byte "

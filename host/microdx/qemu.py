@@ -34,7 +34,7 @@ for i in range(COUNT):
     total += time.ticks_diff(time.ticks_us(), t0)
     print("out", binascii.hexlify(bytes(y)).decode())
 f.close()
-print("instructions", total * 1000, m.macs)
+print("instructions", total * 1000, m.macs, udx.backend())
 """
 
 
@@ -44,7 +44,8 @@ def available(target: str = "qemu-m3") -> bool:
 
 
 def run(blob_path, x: np.ndarray, target: str = "qemu-m3", budget: int | None = None) -> dict:
-    """int8 outputs (N, outputs) of the blob for int8 inputs `x` (N, inputs), and instructions per inference."""
+    """int8 outputs (N, outputs) of the blob for int8 inputs `x` (N, inputs), instructions per inference and per
+    MAC, and the kernel backend udx chose there."""
     if not available(target):
         raise MicrodxError(f"{target} needs {TARGETS / target / 'run'} and qemu-system-arm (apt-get install)")
     with tempfile.TemporaryDirectory(prefix="microdx-qemu-") as tmp:
@@ -64,4 +65,5 @@ def run(blob_path, x: np.ndarray, target: str = "qemu-m3", budget: int | None = 
     outputs = np.frombuffer(b"".join(bytes.fromhex(ln[1]) for ln in lines if ln[0] == "out"), np.int8)
     instructions, macs = int(done[0][1]), int(done[0][2])
     return {"outputs": outputs.reshape(len(x), -1), "instructions_per_inference": instructions // max(len(x), 1),
-            "instructions_per_mac": round(instructions / max(len(x), 1) / max(macs, 1), 1), "target": target}
+            "instructions_per_mac": round(instructions / max(len(x), 1) / max(macs, 1), 1), "target": target,
+            "backend": done[0][3]}
