@@ -16,7 +16,7 @@ RECORD_PREFIX = "<II"   # record meta length, meta CRC32
 MAX_HEADER = 32768      # bytes; a header is a few hundred bytes per layer
 MAX_META = 4096         # bytes of one record's msgpack meta
 MAX_DIM = 1 << 20       # elements in one tensor dimension
-CHUNK = 256             # bytes read at a time while checking CRCs (C speed, tiny buffer)
+CHUNK = 256             # bytes read at a time while checking CRCs of a float model (an int8 one uses its scratch)
 
 DTYPE_SIZE = {"u8": 1, "i8": 1, "u16": 2, "i16": 2, "i32": 4, "u32": 4, "f16": 2, "f32": 4}
 
@@ -128,16 +128,19 @@ def read_record(f, size, entry, what):
 
 
 def check_payload(f, off, nbytes, crc, what, buf):
-    """Stream a payload through the small bytearray `buf` and compare its CRC32."""
-    mv = memoryview(buf)
+    """Stream a payload through the bytearray `buf` (the model's scratch: few, large reads) and compare its CRC32.
+    Allocates one view, for the last partial chunk, whatever the payload's size."""
     size = len(buf)
     f.seek(off)
     c = 0
     left = nbytes
-    while left:
-        k = size if left > size else left
-        read_exact(f, mv[:k], what)
-        c = binascii.crc32(mv[:k], c)
-        left -= k
+    while left >= size:
+        read_exact(f, buf, what)
+        c = binascii.crc32(buf, c)
+        left -= size
+    if left:
+        tail = memoryview(buf)[:left]
+        read_exact(f, tail, what)
+        c = binascii.crc32(tail, c)
     if c & 0xFFFFFFFF != crc:
         raise ChecksumError("%s: payload CRC32 mismatch: the file is corrupt (re-copy the blob)" % what)

@@ -96,6 +96,12 @@ class DenseI8:
         """Fix the tile height (output rows per read) for a scratch of `scratch_len` bytes."""
         self.rows = min(self.m, scratch_len // (self.n + 8))
 
+    def views(self, scratch):
+        """Make the views of `scratch` every tile reads into, once: predict() then allocates nothing."""
+        self.full = tile_views(scratch, self.n, self.rows)
+        last = self.m % self.rows
+        self.last = tile_views(scratch, self.n, last) if last else self.full
+
     def forward(self, f, x, y, scratch, trace):
         n = self.n
         m = self.m
@@ -107,18 +113,34 @@ class DenseI8:
         lo = self.lo
         fast = backends.twin(dense_viper)
         tile = fast.dense_tile if fast else dense_tile
-        mv = memoryview(scratch)
+        rows = self.rows
         row = 0
         while row < m:
-            r = m - row if m - row < self.rows else self.rows
-            wn = r * n
-            f.seek(self.w + row * n)
-            read_exact(f, mv[:wn], "dense weights")
-            read_bias_mult(f, mv, wn, self.b, self.q, row, r)
+            r = m - row if m - row < rows else rows
+            views = self.full if r == rows else self.last
+            read_tile(f, views, self.w + row * n, self.b + 4 * row, self.q + 4 * row)
             tile(scratch, x, y, n, r, row, xs, zero, lo)
             row += r
             if trace:
                 trace()
+
+
+def tile_views(scratch, n, r):
+    """(weights, biases, multipliers) views of `scratch` for a tile of r rows of n one-byte weights, laid out as every
+    int8 tile is: r*n weights, then r i32 biases, then r u32 multipliers."""
+    mv = memoryview(scratch)
+    wn = r * n
+    return mv[:wn], mv[wn:wn + 4 * r], mv[wn + 4 * r:wn + 8 * r]
+
+
+def read_tile(f, views, w, b, q):
+    """Read a tile's weights, biases and multipliers from file offsets w, b, q into its three views."""
+    f.seek(w)
+    read_exact(f, views[0], "weights")
+    f.seek(b)
+    read_exact(f, views[1], "bias")
+    f.seek(q)
+    read_exact(f, views[2], "multipliers")
 
 
 def dense_tile(scratch, x, y, n, r, row, xs, zero, lo):

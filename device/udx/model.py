@@ -43,26 +43,29 @@ ACT_ITEM = {"i8": 1, "f32": 4}
 class Model:
     """A .dxb model streamed from flash.
 
-    Model(path, budget=None): `budget` is the RAM in bytes the runtime may hold for activations and
+    Model(path, budget=None, verify=True): `budget` is the RAM in bytes the runtime may hold for activations and
     weight scratch (the interpreter, udx's code and the parsed header come on top, see docs). With no
     budget, the scratch is the whole largest layer or DEFAULT_SCRATCH bytes, whichever is smaller.
+    `verify`: check every payload's CRC32 (and sparse index bounds) at open, reading the whole file once;
+    False skips that for a blob on storage you trust (a ROMFS image you built, a copy checked at deploy):
+    the header and record metas are still checked, payloads are not.
     Raises FormatError (or a subclass) for a bad blob and BudgetError if the model cannot fit.
     """
 
-    def __init__(self, path, budget=None):
+    def __init__(self, path, budget=None, verify=True):
         # Collect first: garbage left by imports sits between live objects, and what open() allocates next
         # would pin it into holes. Measured on the unix port (`import udx; udx.Model(demo blob).predict(x)`):
         # the smallest heap that runs it drops from 55.6 KB to 50.6 KB.
         gc.collect()
         self._f = open(path, "rb")
         try:
-            self._open(budget)
+            self._open(budget, verify)
         except Exception:
             self._f.close()
             raise
         self.trace = None   # optional callable, run after every tile (used to sample the heap)
 
-    def _open(self, budget):
+    def _open(self, budget, verify):
         # Order matters on a small heap: the header is read twice. First for the buffer sizes alone, and all it
         # decoded is freed; the big buffers are then allocated while the heap holds little besides udx's code
         # (else the decoded header and the layer objects sit between free blocks and a buffer may find no
@@ -76,17 +79,22 @@ class Model:
         entries = self._table(size)[0]
         for layer in self.layers:
             layer.bind(self.scratch_bytes)
+            if hasattr(layer, "views"):   # tile views made once, so that predict() allocates nothing
+                layer.views(self._scratch)
         f = self._f
-        check = bytearray(blob.CHUNK)
+        # payloads stream through the scratch (nothing reads it before predict), in few large reads: open then
+        # allocates per tensor, not per chunk; a float model's scratch is an array of floats, so it gets a chunk
+        check = self._scratch if self.dtype == "i8" else bytearray(blob.CHUNK)
         for i, e in enumerate(entries):
             what = "layer %d" % i
             tensors = blob.read_record(f, size, e, what)
-            for name, t in tensors.items():   # every payload CRC is checked once, at open
-                blob.check_payload(f, t[0], t[1], t[4], what + " tensor " + name, check)
             layer = self.layers[i]
             layer.attach(tensors, what)
-            if hasattr(layer, "verify"):   # what a kernel needs to trust beyond shapes (sparse: index bounds)
-                layer.verify(f, check, what)
+            if verify:
+                for name, t in tensors.items():
+                    blob.check_payload(f, t[0], t[1], t[4], what + " tensor " + name, check)
+                if hasattr(layer, "verify"):   # what a kernel needs to trust beyond shapes (sparse: index bounds)
+                    layer.verify(f, check, what)
         self.macs = sum(layer.macs for layer in self.layers)
 
     def _table(self, size):
@@ -205,9 +213,12 @@ class Model:
             for i in range(self.n_in):
                 a[i] = x[i]
         trace = self.trace
-        for layer in self.layers:
-            layer.forward(self._f, a, b, self._scratch, trace)
+        layers = self.layers
+        i = 0
+        while i < len(layers):   # not `for layer in`: that allocates an iterator per call
+            layers[i].forward(self._f, a, b, self._scratch, trace)
             a, b = b, a
+            i += 1
         out = self._out
         for i in range(self.n_out):
             out[i] = a[i]
