@@ -170,8 +170,16 @@ def cmd_eval(a):
 
 
 def cmd_bench(a):
-    from microdx import bench_compression
+    from microdx import bench_compression, bench_kernels
 
+    if a.what == "kernels":
+        update, close = _progress(len(bench_kernels._models()) + len(bench_kernels.TARGETS), "kernels")
+        try:
+            r = bench_kernels.run(progress=update)
+        finally:
+            close()
+        _emit(r, a.json, lambda: bench_kernels.format_report(r))
+        return
     update, close = _progress(3000, "MFCC features")
     try:
         r = bench_compression.run(a.data, board=a.board, progress=update)
@@ -286,8 +294,9 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--out", default=".", help="folder for sweep.json, sweep.csv, sweep.png (default: here)")
     w.add_argument("--jobs", type=int, default=-1, help="parallel jobs (joblib; default: all cores)")
 
-    b = sub.add_parser("bench", help="benchmarks: 'compression' trains, compresses and runs the DXTK SpeakerID network")
-    b.add_argument("what", choices=["compression"])
+    b = sub.add_parser("bench", help="benchmarks: 'compression' trains, compresses and runs the DXTK SpeakerID "
+                                     "network; 'kernels' measures every kernel and backend on the emulated MCUs")
+    b.add_argument("what", choices=["compression", "kernels"])
     b.add_argument("--data", metavar="PATH", help="the FSDD folder (holding recordings/); default ../shared/data/fsdd")
     board_option(b, "rp2040", "board profile to emulate")
 

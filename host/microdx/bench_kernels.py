@@ -1,0 +1,186 @@
+"""`microdx bench kernels`: every int8 kernel with every backend, measured where the figures are not noise.
+
+Each kernel runs as a one-layer model of a typical size (KERNELS below). On the emulated Cortex-M targets
+(../shared/targets/qemu-m3, -m0 for the RP2040's instruction set, -m33 for the RP2350's), QEMU counts instructions
+exactly: instructions per MAC for each backend, streaming from /flash and requantization included, and whether the
+outputs equal the host reference. On the unix port (this PC: noisy, so only a ratio from one run): the viper/pure
+speed ratio and the peak heap. Latency per board is an estimate: instructions on the board's target x its assumed
+cycles per instruction / its clock (boards/*.json: qemu_target, assumed_cycles_per_instruction, clock_hz).
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+BACKENDS = ("viper", "python")
+BUDGET = 16384            # bytes: every kernel streams its weights in tiles through this much RAM
+TARGETS = ("qemu-m3", "qemu-m0", "qemu-m33")
+LATENCY_BOARDS = ("rp2040", "rp2350", "stm32f405", "stm32f411")
+
+SCRIPT = """
+import array, binascii, time, udx
+for name, n_in in JOBS:
+    m = udx.Model("/flash/" + name + ".dxb", BUDGET)
+    x = array.array("b", open("/flash/" + name + ".bin", "rb").read())
+    for b in BACKENDS:
+        udx.use_backend(b)
+        m.predict(x)
+        t0 = time.ticks_us()
+        y = m.predict(x)
+        t = time.ticks_diff(time.ticks_us(), t0)
+        print("k", name, b, t * 1000, m.macs, binascii.hexlify(bytes(y)).decode())
+    m.close()
+"""
+
+
+def _models() -> dict:
+    """name -> (int8 graph, what it is): one layer each, after an input of realistic width."""
+    from microdx.ir import canonicalize
+    from microdx.optimizers import get
+    from microdx.quantize import quantize_graph
+    from microdx.synthetic import random_graph
+
+    rng = np.random.default_rng(0)
+
+    def q(graph, recipe=None):
+        for name, knobs in recipe or ():
+            graph = get(name, **knobs).apply(graph).graph
+        x = rng.normal(size=(64, graph.input_size))
+        return quantize_graph(graph, x)[0]
+
+    conv = canonicalize("conv", (12, 12, 8), [("conv2d", "c", {"w": rng.normal(size=(12, 3, 3, 8)) / 8,
+                                                               "b": rng.normal(size=12) * 0.1,
+                                                               "pad": np.array([1, 1, 1, 1])}), ("relu", "r", {})])
+    return {
+        "dense": (q(random_graph([256, 256], seed=1)), "int8 dense 256x256"),
+        "sparse-u8": (q(random_graph([256, 256], seed=2), [("prune", {"sparsity": 0.8})]),
+                      "CSR 256x256, 80% pruned, u8 indices"),
+        "sparse-u16": (q(random_graph([512, 256], seed=3), [("prune", {"sparsity": 0.8})]),
+                       "CSR 512x256, 80% pruned, u16 indices"),
+        "codebook": (q(random_graph([256, 256], seed=4), [("kmeans", {"bits": 4})]), "4-bit codebook 256x256"),
+        "dense16": (q(random_graph([256, 128], seed=5), [("int16", {})]), "int16 weights 256x128"),
+        "conv2d": (q(conv), "conv 3x3, 12x12x8 -> 12x12x12, padding 1"),
+    }
+
+
+def _run_target(target: str, models: dict, inputs: dict) -> dict:
+    """{kernel: {backend: {"instructions_per_mac", "instructions_per_inference", "matches_host"}}} on `target`."""
+    from microdx import blob_writer, emulator, qemu, reference
+
+    with tempfile.TemporaryDirectory(prefix="microdx-bench-") as tmp:
+        flash = Path(tmp) / "flash"
+        shutil.copytree(emulator.compiled_device_dir(qemu.ARCH[target]) / "udx", flash / "udx")
+        jobs = []
+        for name, (graph, _) in models.items():
+            blob_writer.write(graph, flash / f"{name}.dxb")
+            (flash / f"{name}.bin").write_bytes(inputs[name].tobytes())
+            jobs.append((name, graph.input_size))
+        script = Path(tmp) / "script.py"
+        script.write_text(f"JOBS = {jobs!r}\nBACKENDS = {BACKENDS!r}\nBUDGET = {BUDGET}\n" + SCRIPT)
+        proc = subprocess.run([str(qemu.TARGETS / target / "run"), str(flash), str(script)], capture_output=True,
+                              text=True, timeout=3600)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"{target} failed: {tail[0]}")
+    out = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if parts[:1] != ["k"]:
+            continue
+        _, name, backend, instructions, macs, hexed = parts
+        expected = reference.run(models[name][0], inputs[name][None, :])[0].astype(np.int8).tobytes().hex()
+        out.setdefault(name, {})[backend] = {
+            "instructions_per_inference": int(instructions),
+            "instructions_per_mac": round(int(instructions) / int(macs), 1), "matches_host": hexed == expected}
+    return out
+
+
+def run(progress=None) -> dict:
+    """Measure every kernel (see the module docstring); returns the report as a dict."""
+    from microdx import blob_writer, boards, emulator, qemu, reference
+    from microdx.ops import op
+
+    models = _models()
+    rng = np.random.default_rng(1)
+    inputs = {name: rng.integers(-128, 128, size=g.input_size).astype(np.int8) for name, (g, _) in models.items()}
+    rows = {name: {"kernel": name, "what": what, "macs": sum(op(layer.kind).macs(layer) for layer in g.layers)}
+            for name, (g, what) in models.items()}
+    done = [0]
+
+    def step():
+        done[0] += 1
+        if progress:
+            progress(done[0])
+
+    with tempfile.TemporaryDirectory(prefix="microdx-bench-") as tmp:
+        for name, (graph, _) in models.items():
+            blob = Path(tmp) / f"{name}.dxb"
+            blob_writer.write(graph, blob)
+            unix = {}
+            x = np.repeat(inputs[name][None, :], 20, axis=0)
+            expected = reference.run(graph, x)
+            for backend in BACKENDS:
+                r = emulator.run(blob, x, budget=BUDGET, backend=backend)
+                unix[backend] = {"s_per_inference": r.stats["wall_s"] / len(x),
+                                 "matches_host": bool((r.outputs == expected).all())}
+                unix["peak_heap_bytes"] = r.stats["peak_heap_bytes"]
+            unix["speedup_viper_vs_pure"] = round(unix["python"]["s_per_inference"] /
+                                                  max(unix["viper"]["s_per_inference"], 1e-12), 1)
+            rows[name]["unix"] = unix
+            step()
+    measured = []
+    for target in TARGETS:
+        if qemu.available(target):
+            for name, per in _run_target(target, models, inputs).items():
+                rows[name][target] = per
+                per["viper_vs_pure"] = round(per["python"]["instructions_per_mac"] /
+                                             per["viper"]["instructions_per_mac"], 1)
+            measured.append(target)
+        step()
+    latency = {}
+    for board in LATENCY_BOARDS:
+        p = boards.load(board)
+        if p["qemu_target"] not in measured:
+            continue
+        latency[board] = {"qemu_target": p["qemu_target"], "clock_hz": p["clock_hz"],
+                          "assumed_cycles_per_instruction": p["assumed_cycles_per_instruction"],
+                          "estimated_us_per_inference": {
+                              name: round(rows[name][p["qemu_target"]]["viper"]["instructions_per_inference"]
+                                          * p["assumed_cycles_per_instruction"] / p["clock_hz"] * 1e6)
+                              for name in rows}}
+    return {"budget_bytes": BUDGET, "targets": measured, "kernels": list(rows.values()),
+            "latency_estimate": latency,
+            "note": "instruction counts are exact (QEMU -icount); latencies are estimates from an assumed cycles per "
+                    "instruction (boards/*.json); unix-port times are this PC's and only their ratio means anything"}
+
+
+def format_report(r: dict) -> str:
+    """The report as tables: instructions per MAC per target and backend, the unix ratio, latency estimates."""
+    targets = r["targets"]
+    head = "| kernel | MACs | " + " | ".join(f"{t} viper | {t} pure" for t in targets) + \
+           " | unix viper/pure | peak heap |"
+    lines = [f"microdx bench kernels: one-layer models, budget {r['budget_bytes']:,} bytes, instructions per MAC "
+             f"(streaming and requantization included; exact on QEMU)", "", head,
+             "|" + "---|" * (4 + 2 * len(targets))]
+    for k in r["kernels"]:
+        cells = []
+        for t in targets:
+            for b in BACKENDS:
+                m = k[t][b]
+                cells.append(f"{m['instructions_per_mac']}" + ("" if m["matches_host"] else " (DIFFERS)"))
+        lines.append(f"| {k['kernel']} ({k['what']}) | {k['macs']:,} | " + " | ".join(cells) +
+                     f" | {k['unix']['speedup_viper_vs_pure']}x | {k['unix']['peak_heap_bytes']:,} |")
+    if r["latency_estimate"]:
+        boards = list(r["latency_estimate"])
+        lines += ["", "estimated latency per inference, viper (instructions x assumed cycles/instruction / clock):",
+                  "", "| kernel | " + " | ".join(boards) + " |", "|" + "---|" * (1 + len(boards))]
+        for k in r["kernels"]:
+            lines.append(f"| {k['kernel']} | " + " | ".join(
+                f"{r['latency_estimate'][b]['estimated_us_per_inference'][k['kernel']] / 1000:.1f} ms"
+                for b in boards) + " |")
+    lines += ["", r["note"]]
+    return "\n".join(lines)
