@@ -42,7 +42,26 @@ MODELS = {
     "dense-wide": (lambda: _int8([300, 17, 5], seed=3), 500),
     "sparse-u8": (lambda: _int8([64, 97, 10], ("prune", {"sparsity": 0.85, "min_inputs": 1}), seed=4), 90),
     "sparse-u16": (lambda: _int8([300, 40, 6], ("prune", {"sparsity": 0.7, "min_inputs": 1}), seed=5), 0),
+    "conv-padded": (lambda: _cnn((9, 8, 3), [(7, (3, 3), (2, 1), (1, 1, 0, 2)), (5, (5, 3), (1, 1), (2, 2, 1, 1))]), 37),
+    "conv-1x1": (lambda: _cnn((6, 7, 9), [(6, (1, 1), (1, 1), (0, 0, 0, 0))]), 0),
 }
+
+
+def _cnn(shape, convs, classes=4):
+    """convs [(out, kernel, stride, pad)] with ReLU, then flatten and dense; calibrated on [0, 1] inputs, so padded
+    cells hold the input zero point -128 (in_zero matters)."""
+    from microdx.ir import canonicalize, layer_shapes
+
+    ops, c = [], shape[2]
+    for i, (out, kernel, stride, pad) in enumerate(convs):
+        ops += [("conv2d", f"c{i}", {"w": RNG.normal(size=(out, *kernel, c)) / np.sqrt(np.prod(kernel) * c),
+                                     "b": RNG.normal(size=out) * 0.1, "stride": np.array(stride),
+                                     "pad": np.array(pad)}), ("relu", f"r{i}", {})]
+        c = out
+    n = int(np.prod(layer_shapes(canonicalize("c", shape, ops))[-1][1]))
+    g = canonicalize("cnn", shape, ops + [("flatten", "f", {}), ("dense", "d", {"w": RNG.normal(size=(classes, n))
+                                                                                / np.sqrt(n)})])
+    return quantize_graph(g, RNG.uniform(0, 1, size=(48, *shape)))[0]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +79,7 @@ def blobs(tmp_path_factory):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_backend_is_bit_exact_on_the_unix_port(blobs, name, backend):
     path, g, budget = blobs[name]
-    x = _inputs(g.input_shape[0])
+    x = _inputs(g.input_size)
     run = emulator.run(path, x, heap=96 * 1024, budget=budget, backend=backend)
     assert run.stats["backend"] == backend
     np.testing.assert_array_equal(run.outputs, reference.run(g, x))
@@ -96,7 +115,7 @@ def test_circuitpython_falls_back_to_pure_python_bit_exact(blobs, tmp_path):
              "try:\n    udx.use_backend('viper')\nexcept ImportError as e:\n    print('ImportError')"]
     xs = {}
     for name, (path, g, budget) in blobs.items():
-        x = xs[name] = _inputs(g.input_shape[0], rows=2)
+        x = xs[name] = _inputs(g.input_size, rows=2)
         (tmp_path / f"{name}.bin").write_bytes(x.tobytes())
         lines.append(f"m = udx.Model({str(path)!r}, {budget})\nf = open({str(tmp_path / (name + '.bin'))!r}, 'rb')\n"
                      f"x = array.array('b', bytes(m.n_in))\nfor i in range({len(x)}):\n    f.readinto(x)\n"
@@ -119,7 +138,7 @@ def test_circuitpython_falls_back_to_pure_python_bit_exact(blobs, tmp_path):
 def test_viper_on_the_rp2040_instruction_set(blobs):
     """qemu-m0 executes armv6m only, as the RP2040's Cortex-M0+: the viper twins compiled for it are bit-exact."""
     for name, (path, g, budget) in blobs.items():
-        x = _inputs(g.input_shape[0], rows=3)
+        x = _inputs(g.input_size, rows=3)
         r = qemu.run(path, x, "qemu-m0", budget=budget)
         np.testing.assert_array_equal(r["outputs"], reference.run(g, x), err_msg=name)
 

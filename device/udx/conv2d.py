@@ -5,9 +5,15 @@
 # Layout and arithmetic: host/microdx/ops/conv2d.py (its forward_i8 gives the same integers). Pure Python.
 from micropython import const
 
+from udx import backends
 from udx.blob import MAX_DIM, field, int_field, read_exact
-from udx.dense import _act, _tensor, read_bias_mult, requant_row
+from udx.dense import _act, _tensor, read_tile, requant_row, tile_views
 from udx.errors import FormatError
+
+try:   # the native twin of conv_tile (udx/backends.py)
+    from udx import conv2d_viper
+except (ImportError, SyntaxError, ValueError):
+    conv2d_viper = None
 
 _MAX_SIDE = const(1024)   # kernel, stride and pad bound, as the host reader's
 
@@ -101,69 +107,83 @@ class Conv2dI8:
     def bind(self, scratch_len):
         self.rows = min(self.m, scratch_len // self.row)
 
+    def views(self, scratch):
+        """The tile views of `scratch`, made once (predict() allocates nothing): a channel is k one-byte weights."""
+        self.full = tile_views(scratch, self.k, self.rows)
+        last = self.m % self.rows
+        self.last = tile_views(scratch, self.k, last) if last else self.full
+
     def forward(self, f, x, y, scratch, trace):
-        h, w, c, ho, wo, kh, kw, sh, sw, pt, pl = self.geo
         m = self.m
         k = self.k
-        z = self.z
-        zero = self.zero
-        lo = self.lo
-        kwc = kw * c
-        wc = w * c
-        step = kwc - wc          # (weight index - input index) change from one kernel row to the next
-        cells = kh * kw
-        mv = memoryview(scratch)
+        fast = backends.twin(conv2d_viper)
+        tile = fast.conv_tile if fast else conv_tile
+        rows = self.rows
         o = 0
         while o < m:
-            r = m - o if m - o < self.rows else self.rows
-            wn = r * k
-            f.seek(self.w + o * k)
-            read_exact(f, mv[:wn], "conv2d weights")
-            read_bias_mult(f, mv, wn, self.b, self.q, o, r)
-            p = o                  # y index of (pixel, channel o): pixels are m apart
-            for oy in range(ho):
-                iy = oy * sh - pt  # input row under kernel row 0
-                y0 = -iy if iy < 0 else 0              # kernel rows [y0, y1) lie on the input
-                y1 = h - iy if h - iy < kh else kh
-                ny = y1 - y0
-                for ox in range(wo):
-                    ix = ox * sw - pl
-                    x0 = -ix if ix < 0 else 0          # kernel columns [x0, x1) lie on the input
-                    x1 = w - ix if w - ix < kw else kw
-                    span = (x1 - x0) * c               # a kernel row's real inputs: contiguous in HWC
-                    xa = ((iy + y0) * w + ix + x0) * c  # first real input of the window
-                    da = y0 * kwc + x0 * c - xa        # weight index - input index, first real row
-                    pad = cells - ny * (x1 - x0)       # padded cells: in_zero each
-                    s = pad * c * z
-                    xi = xa
-                    for _ in range(ny):
-                        for i in range(xi, xi + span):
-                            s += x[i]
-                        xi += wc
-                    s <<= 7
-                    for j in range(r):
-                        jb = j * k
-                        acc = 0
-                        xi = xa
-                        d = da + jb
-                        for _ in range(ny):
-                            for i in range(xi, xi + span):
-                                acc += scratch[i + d] * x[i]
-                            xi += wc
-                            d += step
-                        if pad and z:   # border pixels only: padding adds in_zero times its weights
-                            acc += z * _pad_sum(scratch, jb, y0, y1, x0 * c, x1 * c, kh, kwc)
-                        y[p + j] = requant_row(acc - s, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
-                    p += m
+            r = m - o if m - o < rows else rows
+            read_tile(f, self.full if r == rows else self.last, self.w + o * k, self.b + 4 * o, self.q + 4 * o)
+            tile(scratch, x, y, self.geo, o, r, self.z, self.zero, self.lo, m)
             o += r
             if trace:
                 trace()
+
+
+def conv_tile(scratch, x, y, geo, o, r, z, zero, lo, m):
+    """The reference int8 conv tile: output channels o .. o+r-1 at every pixel, from the r channels' weights at
+    scratch[0:r*k] (k = kh*kw*C each), their biases and multipliers after them. geo: (H, W, C, Ho, Wo, kh, kw, sh,
+    sw, pad top, pad left); z: the input zero point padded cells hold; m: output channels. The native twin
+    (udx/conv2d_viper.py) computes the same integers."""
+    h, w, c, ho, wo, kh, kw, sh, sw, pt, pl = geo
+    k = kh * kw * c
+    kwc = kw * c
+    wc = w * c
+    step = kwc - wc          # (weight index - input index) change from one kernel row to the next
+    cells = kh * kw
+    wn = r * k
+    p = o                  # y index of (pixel, channel o): pixels are m apart
+    for oy in range(ho):
+        iy = oy * sh - pt  # input row under kernel row 0
+        y0 = -iy if iy < 0 else 0              # kernel rows [y0, y1) lie on the input
+        y1 = h - iy if h - iy < kh else kh
+        ny = y1 - y0
+        for ox in range(wo):
+            ix = ox * sw - pl
+            x0 = -ix if ix < 0 else 0          # kernel columns [x0, x1) lie on the input
+            x1 = w - ix if w - ix < kw else kw
+            span = (x1 - x0) * c               # a kernel row's real inputs: contiguous in HWC
+            xa = ((iy + y0) * w + ix + x0) * c  # first real input of the window
+            da = y0 * kwc + x0 * c - xa        # weight index - input index, first real row
+            pad = cells - ny * (x1 - x0)       # padded cells: in_zero each
+            s = pad * c * z
+            xi = xa
+            for _ in range(ny):
+                for i in range(xi, xi + span):
+                    s += x[i]
+                xi += wc
+            s <<= 7
+            for j in range(r):
+                jb = j * k
+                acc = 0
+                xi = xa
+                d = da + jb
+                for _ in range(ny):
+                    for i in range(xi, xi + span):
+                        acc += scratch[i + d] * x[i]
+                    xi += wc
+                    d += step
+                if pad and z:   # border pixels only: padding adds in_zero times its weights
+                    acc += z * _pad_sum(scratch, jb, y0, y1, x0 * c, x1 * c, kh, kwc)
+                y[p + j] = requant_row(acc - s, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
+            p += m
 
 
 class Conv2dF32(Conv2dI8):
     """float32 conv: y = sum(w * x) + b over the real cells of each window (padding is 0.0 and adds nothing), then
     optionally ReLU. Shares the planning methods of Conv2dI8 (a subclass costs less heap than a second full class).
     Floats are single precision on MCUs, double on the unix port: results match the host to a tolerance."""
+
+    views = None   # the float tiles slice their float scratch per tile
 
     def __init__(self, entry, what):
         _geometry(self, entry, what)

@@ -79,7 +79,7 @@ class Model:
         entries = self._table(size)[0]
         for layer in self.layers:
             layer.bind(self.scratch_bytes)
-            if hasattr(layer, "views"):   # tile views made once, so that predict() allocates nothing
+            if getattr(layer, "views", None):   # tile views made once, so that predict() allocates nothing
                 layer.views(self._scratch)
         f = self._f
         # payloads stream through the scratch (nothing reads it before predict), in few large reads: open then
