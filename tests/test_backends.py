@@ -42,6 +42,9 @@ MODELS = {
     "dense-wide": (lambda: _int8([300, 17, 5], seed=3), 500),
     "sparse-u8": (lambda: _int8([64, 97, 10], ("prune", {"sparsity": 0.85, "min_inputs": 1}), seed=4), 90),
     "sparse-u16": (lambda: _int8([300, 40, 6], ("prune", {"sparsity": 0.7, "min_inputs": 1}), seed=5), 0),
+    "codebook-3": (lambda: _int8([67, 45, 10], ("kmeans", {"bits": 3, "min_inputs": 1}), seed=6), 40),
+    "codebook-5": (lambda: _int8([30, 21, 4], ("kmeans", {"bits": 5, "min_inputs": 1}), seed=7), 0),
+    "int16": (lambda: _int8([65, 33, 7], ("int16", {}), seed=8), 120),
     "conv-padded": (lambda: _cnn((9, 8, 3), [(7, (3, 3), (2, 1), (1, 1, 0, 2)), (5, (5, 3), (1, 1), (2, 2, 1, 1))]), 37),
     "conv-1x1": (lambda: _cnn((6, 7, 9), [(6, (1, 1), (1, 1), (0, 0, 0, 0))]), 0),
 }

@@ -17,7 +17,7 @@ def test_bench_kernels_json(capsys):
         for target in r["targets"]:
             assert all(k[target][b]["matches_host"] for b in ("viper", "python")), (k["kernel"], target)
     for target in r["targets"]:
-        for name in ("dense", "sparse-u8", "sparse-u16", "conv2d"):   # the kernels with a viper twin
+        for name in ("dense", "sparse-u8", "sparse-u16", "conv2d", "codebook", "dense16"):   # every kernel has a twin
             per = kernels[name][target]
             assert per["viper"]["instructions_per_mac"] * 10 < per["python"]["instructions_per_mac"], (name, target)
         assert kernels["dense"][target]["viper"]["instructions_per_mac"] <= 40   # 256 inputs: row costs weigh more

@@ -2,8 +2,14 @@
 # weight, packed little-endian in rows of `stride` bytes (one spare byte, so two bytes can always be read).
 # Streamed in tiles of output rows like dense layers; the arithmetic is the dense kernel's with w_u = cb[index].
 # Pure Python; the host reference (microdx.ops.codebook.forward_i8) gives the same integers.
+from udx import backends
 from udx.blob import int_field, read_exact
-from udx.dense import _dims, _act, _tensor, read_bias_mult, requant_row
+from udx.dense import _dims, _act, _tensor, read_tile, requant_row, tile_views
+
+try:   # the native twin of codebook_tile (udx/backends.py)
+    from udx import codebook_viper
+except (ImportError, SyntaxError, ValueError):
+    codebook_viper = None
 
 
 class CodebookI8:
@@ -36,38 +42,52 @@ class CodebookI8:
     def bind(self, scratch_len):
         self.rows = min(self.m, (scratch_len - self.k) // (self.stride + 8))
 
+    def views(self, scratch):
+        """The views of `scratch` for the codebook and for every tile (after it), made once: predict() allocates
+        nothing."""
+        self.cb_view = memoryview(scratch)[:self.k]
+        self.full = tile_views(scratch, self.stride, self.rows, self.k)
+        last = self.m % self.rows
+        self.last = tile_views(scratch, self.stride, last, self.k) if last else self.full
+
     def forward(self, f, x, y, scratch, trace):
         n = self.n
         m = self.m
-        k0 = self.k
         st = self.stride
-        bits = self.bits
-        mask = k0 - 1
-        zero = self.zero
-        lo = self.lo
-        mv = memoryview(scratch)
         f.seek(self.cb)
-        read_exact(f, mv[:k0], "codebook")
+        read_exact(f, self.cb_view, "codebook")
         xs = 0
         for i in range(n):
             xs += x[i]
         xs <<= 7
+        fast = backends.twin(codebook_viper)
+        tile = fast.codebook_tile if fast else codebook_tile
+        rows = self.rows
         row = 0
         while row < m:
-            r = m - row if m - row < self.rows else self.rows
-            wn = k0 + r * st
-            f.seek(self.w + row * st)
-            read_exact(f, mv[k0:wn], "codebook indices")
-            read_bias_mult(f, mv, wn, self.b, self.q, row, r)
-            for j in range(r):
-                acc = 0
-                base = k0 + j * st
-                p = 0
-                for i in range(n):
-                    a = base + (p >> 3)
-                    acc += scratch[((scratch[a] | (scratch[a + 1] << 8)) >> (p & 7)) & mask] * x[i]
-                    p += bits
-                y[row + j] = requant_row(acc - xs, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
+            r = m - row if m - row < rows else rows
+            read_tile(f, self.full if r == rows else self.last, self.w + row * st, self.b + 4 * row,
+                      self.q + 4 * row)
+            tile(scratch, x, y, n, r, row, xs, self.zero, self.lo, self.bits)
             row += r
             if trace:
                 trace()
+
+
+def codebook_tile(scratch, x, y, n, r, row, xs, zero, lo, bits):
+    """The reference codebook tile: the 2^bits shared weights (offset-binary) at scratch[0:2^bits], then r rows of
+    packed bits-bit indices (stride bytes each, with the spare byte), their biases and multipliers; xs = 128*sum(x).
+    udx/codebook_viper.py computes the same integers."""
+    k0 = 1 << bits
+    mask = k0 - 1
+    st = (n * bits + 7) // 8 + 1
+    wn = k0 + r * st
+    for j in range(r):
+        acc = 0
+        base = k0 + j * st
+        p = 0
+        for i in range(n):
+            a = base + (p >> 3)
+            acc += scratch[((scratch[a] | (scratch[a + 1] << 8)) >> (p & 7)) & mask] * x[i]
+            p += bits
+        y[row + j] = requant_row(acc - xs, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)

@@ -125,12 +125,12 @@ class DenseI8:
                 trace()
 
 
-def tile_views(scratch, n, r):
-    """(weights, biases, multipliers) views of `scratch` for a tile of r rows of n one-byte weights, laid out as every
-    int8 tile is: r*n weights, then r i32 biases, then r u32 multipliers."""
+def tile_views(scratch, n, r, at=0):
+    """(weights, biases, multipliers) views of `scratch` for a tile of r rows of n weight bytes each, laid out as
+    every int8 tile is from byte `at` on: r*n weight bytes, then r i32 biases, then r u32 multipliers."""
     mv = memoryview(scratch)
-    wn = r * n
-    return mv[:wn], mv[wn:wn + 4 * r], mv[wn + 4 * r:wn + 8 * r]
+    wn = at + r * n
+    return mv[at:wn], mv[wn:wn + 4 * r], mv[wn + 4 * r:wn + 8 * r]
 
 
 def read_tile(f, views, w, b, q):

@@ -3,8 +3,14 @@
 # Pure Python; the host references (microdx.ops.dense16) give the same integers / the same floats to rounding.
 from struct import unpack_from
 
+from udx import backends
 from udx.blob import int_field, read_exact
-from udx.dense import _dims, _act, _tensor, read_bias_mult, requant_row
+from udx.dense import _dims, _act, _tensor, read_tile, requant_row, tile_views
+
+try:   # the native twin of dense16_tile (udx/backends.py)
+    from udx import dense16_viper
+except (ImportError, SyntaxError, ValueError):
+    dense16_viper = None
 
 
 class Dense16I8:
@@ -33,29 +39,40 @@ class Dense16I8:
     def bind(self, scratch_len):
         self.rows = min(self.m, scratch_len // (2 * self.n + 8))
 
+    def views(self, scratch):
+        """The tile views of `scratch`, made once (predict() allocates nothing): a row is 2n weight bytes."""
+        self.full = tile_views(scratch, 2 * self.n, self.rows)
+        last = self.m % self.rows
+        self.last = tile_views(scratch, 2 * self.n, last) if last else self.full
+
     def forward(self, f, x, y, scratch, trace):
         n = self.n
         m = self.m
-        zero = self.zero
-        lo = self.lo
-        mv = memoryview(scratch)
+        fast = backends.twin(dense16_viper)
+        tile = fast.dense16_tile if fast else dense16_tile
+        rows = self.rows
         row = 0
         while row < m:
-            r = m - row if m - row < self.rows else self.rows
-            wn = 2 * r * n
-            f.seek(self.w + 2 * row * n)
-            read_exact(f, mv[:wn], "dense16 weights")
-            read_bias_mult(f, mv, wn, self.b, self.q, row, r)
-            for j in range(r):
-                acc = 0
-                k = 2 * j * n
-                for i in range(n):
-                    acc += (((scratch[k] | (scratch[k + 1] << 8)) ^ 0x8000) - 0x8000) * x[i]
-                    k += 2
-                y[row + j] = requant_row(acc, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
+            r = m - row if m - row < rows else rows
+            read_tile(f, self.full if r == rows else self.last, self.w + 2 * row * n, self.b + 4 * row,
+                      self.q + 4 * row)
+            tile(scratch, x, y, n, r, row, self.zero, self.lo)
             row += r
             if trace:
                 trace()
+
+
+def dense16_tile(scratch, x, y, n, r, row, zero, lo):
+    """The reference int16-weight tile: rows row .. row+r-1 of y from r rows of 2n bytes of signed LE weights at
+    scratch[0:2rn], their biases and multipliers after them (udx/dense16_viper.py: the same integers)."""
+    wn = 2 * r * n
+    for j in range(r):
+        acc = 0
+        k = 2 * j * n
+        for i in range(n):
+            acc += (((scratch[k] | (scratch[k + 1] << 8)) ^ 0x8000) - 0x8000) * x[i]
+            k += 2
+        y[row + j] = requant_row(acc, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
 
 
 def _a4(k):
