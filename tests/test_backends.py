@@ -47,7 +47,24 @@ MODELS = {
     "int16": (lambda: _int8([65, 33, 7], ("int16", {}), seed=8), 120),
     "conv-padded": (lambda: _cnn((9, 8, 3), [(7, (3, 3), (2, 1), (1, 1, 0, 2)), (5, (5, 3), (1, 1), (2, 2, 1, 1))]), 37),
     "conv-1x1": (lambda: _cnn((6, 7, 9), [(6, (1, 1), (1, 1), (0, 0, 0, 0))]), 0),
+    "ds-cnn": (lambda: _dscnn((13, 10, 1), 6, [((3, 3), (1, 1), (1, 1, 1, 1)), ((3, 2), (2, 1), (0, 1, 1, 0))]), 31),
 }
+
+
+def _dscnn(shape, ch, dws, classes=4):
+    """conv 3x3 -> [depthwise (kernel, stride, pad) + pointwise 1x1] ... -> global average pool -> dense, ReLUs."""
+    from microdx.ir import canonicalize
+
+    ops = [("conv2d", "c0", {"w": RNG.normal(size=(ch, 3, 3, shape[2])) / 3, "b": RNG.normal(size=ch) * 0.1,
+                             "stride": np.array([2, 2]), "pad": np.array([1, 1, 1, 1])}), ("relu", "r0", {})]
+    for i, (kernel, stride, pad) in enumerate(dws):
+        ops += [("dwconv2d", f"dw{i}", {"w": RNG.normal(size=(ch, *kernel)) / 2, "b": RNG.normal(size=ch) * 0.1,
+                                        "stride": np.array(stride), "pad": np.array(pad)}), ("relu", f"d{i}", {}),
+                ("conv2d", f"pw{i}", {"w": RNG.normal(size=(ch, 1, 1, ch)) / np.sqrt(ch),
+                                      "b": RNG.normal(size=ch) * 0.1}), ("relu", f"p{i}", {})]
+    g = canonicalize("dscnn", shape, ops + [("gap", "g", {}), ("dense", "fc", {"w": RNG.normal(size=(classes, ch)),
+                                                                               "b": np.zeros(classes)})])
+    return quantize_graph(g, RNG.uniform(0, 1, size=(48, *shape)))[0]
 
 
 def _cnn(shape, convs, classes=4):

@@ -19,6 +19,10 @@ KERNELS = (
     "codebook", "i8", "udx.codebook", "CodebookI8",
     "dense16", "i8", "udx.dense16", "Dense16I8",
     "dense16", "f32", "udx.dense16", "Dense16F32",
+    "dwconv2d", "i8", "udx.dwconv2d", "Dwconv2dI8",
+    "dwconv2d", "f32", "udx.dwconv2d", "Dwconv2dF32",
+    "gap", "i8", "udx.gap", "GapI8",
+    "gap", "f32", "udx.gap", "GapF32",
     "conv2d", "i8", "udx.conv2d", "Conv2dI8",
     "conv2d", "f32", "udx.conv2d", "Conv2dF32",
 )

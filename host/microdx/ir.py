@@ -48,7 +48,7 @@ class Graph:
 
 def layer_shapes(graph: Graph) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     """(input shape, output shape) of every layer."""
-    from microdx.ops import conv2d
+    from microdx.ops import conv2d, op
 
     shapes, cur = [], tuple(graph.input_shape)
     for layer in graph.layers:
@@ -59,6 +59,8 @@ def layer_shapes(graph: Graph) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
             out = (int(layer.tensors["w"].shape[0]),)
         elif layer.kind == "conv2d":
             out = conv2d.layer_out_shape(layer)
+        elif layer.kind in ("dwconv2d", "gap"):
+            out = op(layer.kind).output_shape(layer, cur)
         elif layer.kind in ("sparse", "codebook"):
             out = (int(layer.tensors["b"].shape[0]),)
         elif layer.kind == "affine":          # elementwise: keeps the shape
@@ -96,29 +98,32 @@ def _ints(node, name, value, count, lo, default):
     return tuple(int(a) for a in v)
 
 
-def _conv2d(node, tensors, shape) -> Layer:
-    """A float conv2d layer on an (H, W, C) input `shape`, or UnsupportedOpError saying what does not fit."""
+def _conv2d(node, tensors, shape, depthwise=False) -> Layer:
+    """A float conv2d (or, `depthwise`, dwconv2d: weights (C, kh, kw)) layer on an (H, W, C) input `shape`, or
+    UnsupportedOpError saying what does not fit."""
     from microdx.ops import conv2d
 
+    kind = "dwconv2d" if depthwise else "conv2d"
     w = _finite(node, "w", tensors["w"])
     b = _finite(node, "b", tensors["b"]) if tensors.get("b") is not None else np.zeros(w.shape[0], np.float32)
-    if w.ndim != 4 or b.shape != (w.shape[0],):
-        raise UnsupportedOpError(f"node '{node}' (conv2d): weight {w.shape} / bias {b.shape} do not fit "
-                                 f"(weights are (out, kh, kw, in))")
-    if len(shape) != 3 or shape[2] != w.shape[3]:
-        raise UnsupportedOpError(f"node '{node}' (conv2d): takes (H, W, {w.shape[3]}) inputs but receives "
+    if w.ndim != (3 if depthwise else 4) or b.shape != (w.shape[0],):
+        raise UnsupportedOpError(f"node '{node}' ({kind}): weight {w.shape} / bias {b.shape} do not fit "
+                                 f"(weights are " + ("(C, kh, kw))" if depthwise else "(out, kh, kw, in))"))
+    w_in = w.shape[0] if depthwise else w.shape[3]      # a depthwise channel reads its own input channel
+    if len(shape) != 3 or shape[2] != w_in:
+        raise UnsupportedOpError(f"node '{node}' ({kind}): takes (H, W, {w_in}) inputs but receives "
                                  f"{list(shape)}" + (" (a conv model's file must give its input_shape (H, W, C))"
                                                      if not shape else ""))
     stride = _ints(node, "stride", tensors.get("stride"), 2, 1, (1, 1))
     pad = _ints(node, "pad", tensors.get("pad"), 4, 0, (0, 0, 0, 0))
     kernel = (int(w.shape[1]), int(w.shape[2]))
     if max(pad[:2]) >= kernel[0] or max(pad[2:]) >= kernel[1]:
-        raise UnsupportedOpError(f"node '{node}' (conv2d): padding {list(pad)} must be smaller than the kernel "
+        raise UnsupportedOpError(f"node '{node}' ({kind}): padding {list(pad)} must be smaller than the kernel "
                                  f"{list(kernel)} (a window of padding only)")
     if conv2d.out_shape(shape, kernel, stride, pad, w.shape[0]) is None:
-        raise UnsupportedOpError(f"node '{node}' (conv2d): kernel {list(kernel)} does not fit the padded input "
+        raise UnsupportedOpError(f"node '{node}' ({kind}): kernel {list(kernel)} does not fit the padded input "
                                  f"{list(shape)}")
-    return Layer("conv2d", node, "f32", {"w": w, "b": b},
+    return Layer(kind, node, "f32", {"w": w, "b": b},
                  {"act": None, "in_shape": tuple(shape), "kernel": kernel, "stride": stride, "pad": pad})
 
 
@@ -146,7 +151,7 @@ def canonicalize(name, input_shape, ops, labels=()) -> Graph:
     for op, node, tensors in ops:
         if post is not None:
             raise UnsupportedOpError(f"node '{node}' ({op}) follows the {post}; only a final softmax is supported")
-        need = {"dense": ("w",), "conv2d": ("w",), "affine": ("scale", "shift")}.get(op, ())
+        need = {"dense": ("w",), "conv2d": ("w",), "dwconv2d": ("w",), "affine": ("scale", "shift")}.get(op, ())
         missing = [k for k in need if tensors.get(k) is None]
         if missing:
             raise UnsupportedOpError(f"node '{node}' ({op}): tensor(s) {', '.join(missing)} missing")
@@ -163,9 +168,15 @@ def canonicalize(name, input_shape, ops, labels=()) -> Graph:
             layers.append(Layer("dense", node, "f32", {"w": w, "b": b}, {"act": None}))
             width = w.shape[0]
             shape = (width,)
-        elif op == "conv2d":
-            layers.append(_conv2d(node, tensors, shape))
+        elif op in ("conv2d", "dwconv2d"):
+            layers.append(_conv2d(node, tensors, shape, depthwise=op == "dwconv2d"))
             shape, width = layer_shapes(Graph("", shape, layers[-1:]))[0][1], None
+        elif op == "gap":
+            if len(shape) != 3:
+                raise UnsupportedOpError(f"node '{node}' (global average pool) needs an (H, W, C) input, not "
+                                         f"{list(shape)}")
+            layers.append(Layer("gap", node, "f32", {}, {"act": None, "in_shape": tuple(shape)}))
+            shape, width = (shape[2],), shape[2]
         elif op == "affine":
             s, t = _finite(node, "scale", tensors["scale"]), _finite(node, "shift", tensors["shift"])
             if s.shape != (width,) or t.shape != (width,):
@@ -184,6 +195,6 @@ def canonicalize(name, input_shape, ops, labels=()) -> Graph:
             post = _POSTS[op]
         else:
             raise UnsupportedOpError(f"node '{node}' uses op '{op}', which microdx cannot convert yet")
-    if not any(layer.kind in ("dense", "conv2d") for layer in layers):
+    if not any(layer.kind in ("dense", "conv2d", "dwconv2d") for layer in layers):
         raise UnsupportedOpError("the model has no dense or conv layer")
     return Graph(name, tuple(int(d) for d in input_shape), layers, [str(x) for x in labels], post)
