@@ -113,11 +113,15 @@ class Conv2dI8:
         last = self.m % self.rows
         self.last = tile_views(scratch, self.k, last) if last else self.full
 
+    def tile(self):
+        """The tile kernel: the native twin while the backend is viper, else the reference."""
+        fast = backends.twin(conv2d_viper)
+        return fast.conv_tile if fast else conv_tile
+
     def forward(self, f, x, y, scratch, trace):
         m = self.m
         k = self.k
-        fast = backends.twin(conv2d_viper)
-        tile = fast.conv_tile if fast else conv_tile
+        tile = self.tile()
         rows = self.rows
         o = 0
         while o < m:

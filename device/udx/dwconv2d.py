@@ -4,8 +4,8 @@
 # dw_tile is the reference (the host's microdx.ops.dwconv2d.forward_i8 gives the same integers); its native twin
 # is udx/dwconv2d_viper.py.
 from udx import backends
-from udx.conv2d import _geometry
-from udx.dense import _act, _tensor, read_tile, requant_row, tile_views
+from udx.conv2d import Conv2dI8, _geometry
+from udx.dense import _act, _tensor, requant_row
 from udx.blob import int_field, read_exact
 from udx.errors import FormatError
 
@@ -24,9 +24,10 @@ def _dw_geometry(layer, entry, what):
     layer.macs = ho * wo * c * layer.k
 
 
-class Dwconv2dI8:
+class Dwconv2dI8(Conv2dI8):
     """int8 depthwise conv: per pixel and channel, acc = sum(w_u * x) - 128 * sum(x) over the channel's window
-    (padded cells = in_zero), requantized like a dense row. Offset-binary weights read unsigned."""
+    (padded cells = in_zero), requantized like a dense row. Offset-binary weights read unsigned. Planning, tile views
+    and streaming are Conv2dI8's (a channel's weights are k = kh*kw bytes here); the tile kernel is dw_tile."""
 
     def __init__(self, entry, what):
         _dw_geometry(self, entry, what)
@@ -41,39 +42,15 @@ class Dwconv2dI8:
         self.b = _tensor(tensors, "b", "i32", [self.m], what)
         self.q = _tensor(tensors, "q", "u32", [self.m], what)
 
-    def scratch_bytes(self):
-        return self.row, self.row * self.m
-
-    def payload_bytes(self):
-        return self.row * self.m
-
-    def bind(self, scratch_len):
-        self.rows = min(self.m, scratch_len // self.row)
-
-    def views(self, scratch):
-        self.full = tile_views(scratch, self.k, self.rows)
-        last = self.m % self.rows
-        self.last = tile_views(scratch, self.k, last) if last else self.full
-
-    def forward(self, f, x, y, scratch, trace):
-        m = self.m
-        k = self.k
+    def tile(self):
         fast = backends.twin(dwconv2d_viper)
-        tile = fast.dw_tile if fast else dw_tile
-        rows = self.rows
-        o = 0
-        while o < m:
-            r = m - o if m - o < rows else rows
-            read_tile(f, self.full if r == rows else self.last, self.w + o * k, self.b + 4 * o, self.q + 4 * o)
-            tile(scratch, x, y, self.geo, o, r, self.z, self.zero, self.lo)
-            o += r
-            if trace:
-                trace()
+        return fast.dw_tile if fast else dw_tile
 
 
-def dw_tile(scratch, x, y, geo, o, r, z, zero, lo):
+def dw_tile(scratch, x, y, geo, o, r, z, zero, lo, m):
     """The reference int8 depthwise tile: channels o .. o+r-1 at every pixel, from their kh*kw weights each at
-    scratch[0:r*kh*kw], then their biases and multipliers. geo as conv2d's; z: the value of padded cells."""
+    scratch[0:r*kh*kw], then their biases and multipliers. geo as conv2d's; z: the value of padded cells; m (the
+    channel count, geo's C) only keeps conv_tile's signature."""
     h, w, c, ho, wo, kh, kw, sh, sw, pt, pl = geo
     k = kh * kw
     wn = r * k

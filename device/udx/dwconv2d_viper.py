@@ -4,7 +4,7 @@ import micropython
 
 
 @micropython.viper
-def dw_tile(scratch, x, y, geo, o: int, r: int, z: int, zero: int, lo: int):
+def dw_tile(scratch, x, y, geo, o: int, r: int, z: int, zero: int, lo: int, m: int):
     s = ptr8(scratch)
     xp = ptr8(x)
     yp = ptr8(y)
