@@ -67,8 +67,9 @@ def _models() -> dict:
     }
 
 
-def _run_target(target: str, models: dict, inputs: dict) -> dict:
-    """{kernel: {backend: {"instructions_per_mac", "instructions_per_inference", "matches_host"}}} on `target`."""
+def run_target(target: str, models: dict, inputs: dict, backends=BACKENDS, budget=BUDGET) -> dict:
+    """{model: {backend: {"instructions_per_mac", "instructions_per_inference", "matches_host"}}} on `target`, for
+    models {name: (int8 graph, description)} and one int8 input row each; one QEMU boot for all."""
     from microdx import blob_writer, emulator, qemu, reference
 
     with tempfile.TemporaryDirectory(prefix="microdx-bench-") as tmp:
@@ -80,7 +81,7 @@ def _run_target(target: str, models: dict, inputs: dict) -> dict:
             (flash / f"{name}.bin").write_bytes(inputs[name].tobytes())
             jobs.append((name, graph.input_size))
         script = Path(tmp) / "script.py"
-        script.write_text(f"JOBS = {jobs!r}\nBACKENDS = {BACKENDS!r}\nBUDGET = {BUDGET}\n" + SCRIPT)
+        script.write_text(f"JOBS = {jobs!r}\nBACKENDS = {tuple(backends)!r}\nBUDGET = {budget!r}\n" + SCRIPT)
         proc = subprocess.run([str(qemu.TARGETS / target / "run"), str(flash), str(script)], capture_output=True,
                               text=True, timeout=3600)
     if proc.returncode != 0:
@@ -101,7 +102,7 @@ def _run_target(target: str, models: dict, inputs: dict) -> dict:
 
 def run(progress=None) -> dict:
     """Measure every kernel (see the module docstring); returns the report as a dict."""
-    from microdx import blob_writer, boards, emulator, qemu, reference
+    from microdx import blob_writer, emulator, qemu, reference
     from microdx.ops import op
 
     models = _models()
@@ -135,12 +136,24 @@ def run(progress=None) -> dict:
     measured = []
     for target in TARGETS:
         if qemu.available(target):
-            for name, per in _run_target(target, models, inputs).items():
+            for name, per in run_target(target, models, inputs).items():
                 rows[name][target] = per
                 per["viper_vs_pure"] = round(per["python"]["instructions_per_mac"] /
                                              per["viper"]["instructions_per_mac"], 1)
             measured.append(target)
         step()
+    latency = latency_estimates(rows, measured)
+    return {"budget_bytes": BUDGET, "targets": measured, "kernels": list(rows.values()),
+            "latency_estimate": latency,
+            "note": "instruction counts are exact (QEMU -icount); latencies are estimates from an assumed cycles per "
+                    "instruction (boards/*.json); unix-port times are this PC's and only their ratio means anything"}
+
+
+def latency_estimates(rows: dict, measured) -> dict:
+    """Per board of LATENCY_BOARDS whose qemu_target was measured: microseconds per inference with viper, estimated
+    as instructions x the board's assumed cycles per instruction / its clock (boards/*.json)."""
+    from microdx import boards
+
     latency = {}
     for board in LATENCY_BOARDS:
         p = boards.load(board)
@@ -152,10 +165,7 @@ def run(progress=None) -> dict:
                               name: round(rows[name][p["qemu_target"]]["viper"]["instructions_per_inference"]
                                           * p["assumed_cycles_per_instruction"] / p["clock_hz"] * 1e6)
                               for name in rows}}
-    return {"budget_bytes": BUDGET, "targets": measured, "kernels": list(rows.values()),
-            "latency_estimate": latency,
-            "note": "instruction counts are exact (QEMU -icount); latencies are estimates from an assumed cycles per "
-                    "instruction (boards/*.json); unix-port times are this PC's and only their ratio means anything"}
+    return latency
 
 
 def format_report(r: dict) -> str:

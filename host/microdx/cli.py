@@ -170,15 +170,16 @@ def cmd_eval(a):
 
 
 def cmd_bench(a):
-    from microdx import bench_compression, bench_kernels
+    from microdx import bench_compression, bench_kernels, bench_models
 
-    if a.what == "kernels":
-        update, close = _progress(len(bench_kernels._models()) + len(bench_kernels.TARGETS), "kernels")
+    if a.what in ("kernels", "models"):
+        bench = bench_kernels if a.what == "kernels" else bench_models
+        update, close = _progress(len(bench._models()) + len(bench_kernels.TARGETS), a.what)
         try:
-            r = bench_kernels.run(progress=update)
+            r = bench.run(progress=update)
         finally:
             close()
-        _emit(r, a.json, lambda: bench_kernels.format_report(r))
+        _emit(r, a.json, lambda: bench.format_report(r))
         return
     update, close = _progress(3000, "MFCC features")
     try:
@@ -295,8 +296,9 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--jobs", type=int, default=-1, help="parallel jobs (joblib; default: all cores)")
 
     b = sub.add_parser("bench", help="benchmarks: 'compression' trains, compresses and runs the DXTK SpeakerID "
-                                     "network; 'kernels' measures every kernel and backend on the emulated MCUs")
-    b.add_argument("what", choices=["compression", "kernels"])
+                                     "network; 'kernels' measures every kernel and backend on the emulated MCUs; "
+                                     "'models' whole models with the viper kernels")
+    b.add_argument("what", choices=["compression", "kernels", "models"])
     b.add_argument("--data", metavar="PATH", help="the FSDD folder (holding recordings/); default ../shared/data/fsdd")
     board_option(b, "rp2040", "board profile to emulate")
 

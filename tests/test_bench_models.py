@@ -1,0 +1,26 @@
+"""`microdx bench models`: whole models on the emulated boards with the viper kernels. Guards two results of the
+kernels issue: the 650-1000-1000-6 int8 model at most 30 instructions per MAC on qemu-m3 (streaming included) and
+at most 32 KB of peak heap above udx's own; the DS-CNN keyword model runs on the rp2040 profile, bit-exact."""
+import json
+
+from microdx import cli, qemu
+
+
+def test_bench_models_json(capsys):
+    assert cli.main(["bench", "models", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    models = {m["model"]: m for m in r["models"]}
+    assert set(models) == {"speakerid-mlp", "speakerid-csr", "ds-cnn"}
+    for m in models.values():
+        assert m["matches_host"], m["model"]
+        assert all(m[t]["viper"]["matches_host"] for t in r["targets"]), m["model"]
+    mlp = models["speakerid-mlp"]
+    assert mlp["macs"] == 1_656_000 and mlp["peak_heap_bytes"] - mlp["runtime_heap_bytes"] <= 32 * 1024, mlp
+    assert models["ds-cnn"]["peak_heap_bytes"] < 192 * 1024 and models["ds-cnn"]["blob_bytes"] < 32 * 1024
+    # the Pico's 1,408 KB filesystem holds the pruned model and the DS-CNN, not the 1.67 MB dense int8 MLP
+    assert [m["flash"]["fits"] for m in r["models"]] == [False, True, True]
+    if qemu.available("qemu-m3"):
+        assert mlp["qemu-m3"]["viper"]["instructions_per_mac"] <= 30, mlp["qemu-m3"]
+        assert r["latency_estimate"]["stm32f411"]["estimated_us_per_inference"]["ds-cnn"] > 0
+    if qemu.available("qemu-m0"):
+        assert r["latency_estimate"]["rp2040"]["qemu_target"] == "qemu-m0"
