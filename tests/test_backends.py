@@ -47,8 +47,24 @@ MODELS = {
     "int16": (lambda: _int8([65, 33, 7], ("int16", {}), seed=8), 120),
     "conv-padded": (lambda: _cnn((9, 8, 3), [(7, (3, 3), (2, 1), (1, 1, 0, 2)), (5, (5, 3), (1, 1), (2, 2, 1, 1))]), 37),
     "conv-1x1": (lambda: _cnn((6, 7, 9), [(6, (1, 1), (1, 1), (0, 0, 0, 0))]), 0),
+    "pools": (lambda: _pooled(), 0),
     "ds-cnn": (lambda: _dscnn((13, 10, 1), 6, [((3, 3), (1, 1), (1, 1, 1, 1)), ((3, 2), (2, 1), (0, 1, 1, 0))]), 31),
 }
+
+
+def _pooled():
+    """conv -> max pool -> conv -> average pool (uneven padding) -> dense."""
+    from microdx.ir import canonicalize, layer_shapes
+
+    ops = [("conv2d", "c0", {"w": RNG.normal(size=(5, 3, 3, 2)) / 3, "b": RNG.normal(size=5) * 0.1,
+                             "pad": np.array([1, 1, 1, 1])}), ("relu", "r0", {}),
+           ("maxpool2d", "m", {"kernel": np.array([2, 2])}),
+           ("conv2d", "c1", {"w": RNG.normal(size=(4, 1, 1, 5)) / 2, "b": RNG.normal(size=4) * 0.1}),
+           ("avgpool2d", "a", {"kernel": np.array([3, 3]), "stride": np.array([2, 2]), "pad": np.array([1, 0, 1, 2])}),
+           ("flatten", "f", {})]
+    n = int(np.prod(layer_shapes(canonicalize("p", (12, 10, 2), ops))[-1][1]))
+    g = canonicalize("p", (12, 10, 2), ops + [("dense", "d", {"w": RNG.normal(size=(3, n)) / 3})])
+    return quantize_graph(g, RNG.uniform(0, 1, size=(48, 12, 10, 2)))[0]
 
 
 def _dscnn(shape, ch, dws, classes=4):

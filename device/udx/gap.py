@@ -12,18 +12,8 @@ except (ImportError, SyntaxError, ValueError):
     gap_viper = None
 
 
-class GapI8:
-    """int8 global average pooling; the pure loops below are the reference of udx/gap_viper.py."""
-
-    def __init__(self, entry, what):
-        h, w, c = _ints(entry, "in", 3, 1, MAX_DIM, what)
-        out = entry.get("out")
-        if out != [c] or h > MAX_DIM // w or h * w > MAX_DIM // c:
-            raise FormatError("%s: gap maps (H, W, C) to (C,), not %r -> %r" % (what, entry["in"], out))
-        self.hw, self.c = h * w, c
-        self.macs = h * w * c
-        if "zero" in entry:
-            int_field(entry, "zero", -128, 127, what)
+class Weightless:
+    """The plan of a layer without tensors (pooling): no scratch, nothing in its record to attach."""
 
     def attach(self, tensors, what):
         pass
@@ -36,6 +26,20 @@ class GapI8:
 
     def bind(self, scratch_len):
         pass
+
+
+class GapI8(Weightless):
+    """int8 global average pooling; the pure loops below are the reference of udx/gap_viper.py."""
+
+    def __init__(self, entry, what):
+        h, w, c = _ints(entry, "in", 3, 1, MAX_DIM, what)
+        out = entry.get("out")
+        if out != [c] or h > MAX_DIM // w or h * w > MAX_DIM // c:
+            raise FormatError("%s: gap maps (H, W, C) to (C,), not %r -> %r" % (what, entry["in"], out))
+        self.hw, self.c = h * w, c
+        self.macs = h * w * c
+        if "zero" in entry:
+            int_field(entry, "zero", -128, 127, what)
 
     def forward(self, f, x, y, scratch, trace):
         n = self.hw

@@ -23,6 +23,10 @@ KERNELS = (
     "dwconv2d", "f32", "udx.dwconv2d", "Dwconv2dF32",
     "gap", "i8", "udx.gap", "GapI8",
     "gap", "f32", "udx.gap", "GapF32",
+    "avgpool2d", "i8", "udx.pool", "AvgPool2dI8",
+    "avgpool2d", "f32", "udx.pool", "AvgPool2dF32",
+    "maxpool2d", "i8", "udx.pool", "MaxPool2dI8",
+    "maxpool2d", "f32", "udx.pool", "MaxPool2dF32",
     "conv2d", "i8", "udx.conv2d", "Conv2dI8",
     "conv2d", "f32", "udx.conv2d", "Conv2dF32",
 )

@@ -111,7 +111,7 @@ def parse(data: bytes) -> Blob:
         prev = s_out
         attrs = {k: e[k] for k in ("act", "zero", "scale") if k in e}
         n_in, n_out = math.prod(s_in), s_out[-1]      # a dense layer takes any input flattened
-        if kind not in ("conv2d", "dwconv2d") and len(s_out) != 1:
+        if kind not in ("conv2d", "dwconv2d", "avgpool2d", "maxpool2d") and len(s_out) != 1:
             raise FormatError(f"{what}: a {kind} layer outputs a vector, not {list(s_out)}")
         if kind == "codebook":
             attrs["bits"] = _int(e, "bits", 2, 6, what)
@@ -120,10 +120,10 @@ def parse(data: bytes) -> Blob:
             attrs["nnz"] = _int(e, "nnz", 1, n_in * n_out, what)
             attrs["row_nnz"] = _int(e, "row_nnz", 1, n_in, what)
             attrs["inputs"] = n_in
-        if kind in ("conv2d", "dwconv2d"):
-            attrs.update(_conv_attrs(e, s_in, s_out, dtype, what))
-            if kind == "dwconv2d" and s_in[2] != s_out[2]:
-                raise FormatError(f"{what}: dwconv2d keeps the channels, not {s_in[2]} -> {s_out[2]}")
+        if kind in ("conv2d", "dwconv2d", "avgpool2d", "maxpool2d"):
+            attrs.update(_conv_attrs(e, s_in, s_out, dtype if kind in ("conv2d", "dwconv2d") else "f32", what))
+            if kind != "conv2d" and s_in[2] != s_out[2]:
+                raise FormatError(f"{what}: {kind} keeps the channels, not {s_in[2]} -> {s_out[2]}")
         if kind == "gap":
             if len(s_in) != 3 or s_out != (s_in[2],) or math.prod(s_in) > MAX_DIM:
                 raise FormatError(f"{what}: gap maps (H, W, C) to (C,), not {list(s_in)} -> {list(s_out)}")

@@ -59,7 +59,7 @@ def layer_shapes(graph: Graph) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
             out = (int(layer.tensors["w"].shape[0]),)
         elif layer.kind == "conv2d":
             out = conv2d.layer_out_shape(layer)
-        elif layer.kind in ("dwconv2d", "gap"):
+        elif layer.kind in ("dwconv2d", "gap", "avgpool2d", "maxpool2d"):
             out = op(layer.kind).output_shape(layer, cur)
         elif layer.kind in ("sparse", "codebook"):
             out = (int(layer.tensors["b"].shape[0]),)
@@ -127,6 +127,27 @@ def _conv2d(node, tensors, shape, depthwise=False) -> Layer:
                  {"act": None, "in_shape": tuple(shape), "kernel": kernel, "stride": stride, "pad": pad})
 
 
+def _pool(node, kind, tensors, shape) -> Layer:
+    """A pooling layer on an (H, W, C) input: tensors kernel (kh, kw), stride (default the kernel), pad (default 0)
+    as int arrays, or UnsupportedOpError saying what does not fit."""
+    from microdx.ops import conv2d
+
+    if len(shape) != 3:
+        raise UnsupportedOpError(f"node '{node}' ({kind}) needs an (H, W, C) input, not {list(shape)}")
+    kernel = _ints(node, "kernel", tensors.get("kernel"), 2, 1, None) if tensors.get("kernel") is not None else None
+    if kernel is None:
+        raise UnsupportedOpError(f"node '{node}' ({kind}): the kernel size (kh, kw) is missing")
+    stride = _ints(node, "stride", tensors.get("stride"), 2, 1, kernel)
+    pad = _ints(node, "pad", tensors.get("pad"), 4, 0, (0, 0, 0, 0))
+    if max(pad[:2]) >= kernel[0] or max(pad[2:]) >= kernel[1]:
+        raise UnsupportedOpError(f"node '{node}' ({kind}): padding {list(pad)} must be smaller than the kernel "
+                                 f"{list(kernel)}")
+    if conv2d.out_shape(shape, kernel, stride, pad, shape[2]) is None:
+        raise UnsupportedOpError(f"node '{node}' ({kind}): kernel {list(kernel)} does not fit the input {list(shape)}")
+    return Layer(kind, node, "f32", {}, {"act": None, "in_shape": tuple(shape), "kernel": kernel, "stride": stride,
+                                         "pad": pad})
+
+
 # importer op -> what it becomes: an activation fused into the layer before it, or the host-side output post-op
 _ACTS = {"relu": "relu"}
 _POSTS = {"softmax": "softmax", "log_softmax": "log_softmax"}
@@ -170,6 +191,9 @@ def canonicalize(name, input_shape, ops, labels=()) -> Graph:
             shape = (width,)
         elif op in ("conv2d", "dwconv2d"):
             layers.append(_conv2d(node, tensors, shape, depthwise=op == "dwconv2d"))
+            shape, width = layer_shapes(Graph("", shape, layers[-1:]))[0][1], None
+        elif op in ("avgpool2d", "maxpool2d"):
+            layers.append(_pool(node, op, tensors, shape))
             shape, width = layer_shapes(Graph("", shape, layers[-1:]))[0][1], None
         elif op == "gap":
             if len(shape) != 3:
