@@ -153,10 +153,11 @@ def test_float32_conv_matches_to_tolerance(tmp_path, case, budget):
 
 
 # Peak heap of both models below at BUDGET (bytes, 64-bit unix port): udx's code with the conv kernel and its native
-# twin, the parsed header, the layer plans and the buffers the budget caps. Measured 37,728 (8 channels, 4,510 of
-# buffers) and 38,784 (64 channels, 5,400 of buffers: the whole budget). The ceiling leaves about 1 KB of headroom.
+# twin, the parsed header, the layer plans and the buffers the budget caps (the 8-channel model's layers fit whole,
+# so the layer cache keeps them resident inside the budget). Measured 40,128 (8 channels, 5,270 of buffers) and
+# 40,320 (64 channels, 5,400: the whole budget). The ceiling leaves about 1 KB of headroom.
 BUDGET = 5400
-PEAK_CEILING = 39_800
+PEAK_CEILING = 41_400
 
 
 def test_peak_heap_does_not_grow_with_output_channels(tmp_path):

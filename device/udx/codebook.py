@@ -13,6 +13,9 @@ except (ImportError, SyntaxError, ValueError):
 
 
 class CodebookI8:
+    buf = None       # the layer cache: see udx.dense.DenseI8
+    loaded = False
+
     """int8 layer with shared weights: the codebook sits at the start of the scratch for the whole layer, then each
     tile of rows reads its packed indices, biases and multipliers after it."""
 
@@ -54,8 +57,11 @@ class CodebookI8:
         n = self.n
         m = self.m
         st = self.stride
-        f.seek(self.cb)
-        read_exact(f, self.cb_view, "codebook")
+        buf = self.buf if self.buf is not None else scratch
+        fresh = not self.loaded
+        if fresh:
+            f.seek(self.cb)
+            read_exact(f, self.cb_view, "codebook")
         xs = 0
         for i in range(n):
             xs += x[i]
@@ -66,12 +72,14 @@ class CodebookI8:
         row = 0
         while row < m:
             r = m - row if m - row < rows else rows
-            read_tile(f, self.full if r == rows else self.last, self.w + row * st, self.b + 4 * row,
-                      self.q + 4 * row)
-            tile(scratch, x, y, n, r, row, xs, self.zero, self.lo, self.bits)
+            if fresh:
+                read_tile(f, self.full if r == rows else self.last, self.w + row * st, self.b + 4 * row,
+                          self.q + 4 * row)
+            tile(buf, x, y, n, r, row, xs, self.zero, self.lo, self.bits)
             row += r
             if trace:
                 trace()
+        self.loaded = self.buf is not None
 
 
 def codebook_tile(scratch, x, y, n, r, row, xs, zero, lo, bits):

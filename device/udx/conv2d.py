@@ -84,6 +84,9 @@ class Conv2dI8:
     in). Offset-binary weights w_u = w + 128 read unsigned: no sign extension per MAC. The window's sum is taken once
     per pixel for the tile's channels. Every intermediate is bounded by a sum the host reference asserts in int32."""
 
+    buf = None       # the layer cache: see udx.dense.DenseI8
+    loaded = False
+
     def __init__(self, entry, what):
         _geometry(self, entry, what)
         self.zero = int_field(entry, "zero", -128, 127, what)
@@ -122,15 +125,19 @@ class Conv2dI8:
         m = self.m
         k = self.k
         tile = self.tile()
+        buf = self.buf if self.buf is not None else scratch
+        fresh = not self.loaded
         rows = self.rows
         o = 0
         while o < m:
             r = m - o if m - o < rows else rows
-            read_tile(f, self.full if r == rows else self.last, self.w + o * k, self.b + 4 * o, self.q + 4 * o)
-            tile(scratch, x, y, self.geo, o, r, self.z, self.zero, self.lo, m)
+            if fresh:
+                read_tile(f, self.full if r == rows else self.last, self.w + o * k, self.b + 4 * o, self.q + 4 * o)
+            tile(buf, x, y, self.geo, o, r, self.z, self.zero, self.lo, m)
             o += r
             if trace:
                 trace()
+        self.loaded = self.buf is not None
 
 
 def conv_tile(scratch, x, y, geo, o, r, z, zero, lo, m):

@@ -70,6 +70,9 @@ class DenseI8:
     Integer contract (checked by the host reference): every intermediate stays inside int32.
     """
 
+    buf = None       # its own buffer when the model keeps it resident (the layer cache), read by the first predict
+    loaded = False
+
     def __init__(self, entry, what):
         self.n, self.m = _dims(entry, what)
         self.zero = int_field(entry, "zero", -128, 127, what)
@@ -113,16 +116,20 @@ class DenseI8:
         lo = self.lo
         fast = backends.twin(dense_viper)
         tile = fast.dense_tile if fast else dense_tile
+        buf = self.buf if self.buf is not None else scratch
+        fresh = not self.loaded
         rows = self.rows
         row = 0
         while row < m:
             r = m - row if m - row < rows else rows
-            views = self.full if r == rows else self.last
-            read_tile(f, views, self.w + row * n, self.b + 4 * row, self.q + 4 * row)
-            tile(scratch, x, y, n, r, row, xs, zero, lo)
+            if fresh:
+                read_tile(f, self.full if r == rows else self.last, self.w + row * n, self.b + 4 * row,
+                          self.q + 4 * row)
+            tile(buf, x, y, n, r, row, xs, zero, lo)
             row += r
             if trace:
                 trace()
+        self.loaded = self.buf is not None
 
 
 def tile_views(scratch, n, r, at=0):

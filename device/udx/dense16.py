@@ -14,6 +14,9 @@ except (ImportError, SyntaxError, ValueError):
 
 
 class Dense16I8:
+    buf = None       # the layer cache: see udx.dense.DenseI8
+    loaded = False
+
     """int8 activations, int16 weights: acc = sum(w * x), requantized like a dense row. The quantizer bounds each
     row's L1 norm so that every partial sum and the folded bias stay inside int32 for any int8 input."""
 
@@ -50,16 +53,20 @@ class Dense16I8:
         m = self.m
         fast = backends.twin(dense16_viper)
         tile = fast.dense16_tile if fast else dense16_tile
+        buf = self.buf if self.buf is not None else scratch
+        fresh = not self.loaded
         rows = self.rows
         row = 0
         while row < m:
             r = m - row if m - row < rows else rows
-            read_tile(f, self.full if r == rows else self.last, self.w + 2 * row * n, self.b + 4 * row,
-                      self.q + 4 * row)
-            tile(scratch, x, y, n, r, row, self.zero, self.lo)
+            if fresh:
+                read_tile(f, self.full if r == rows else self.last, self.w + 2 * row * n, self.b + 4 * row,
+                          self.q + 4 * row)
+            tile(buf, x, y, n, r, row, self.zero, self.lo)
             row += r
             if trace:
                 trace()
+        self.loaded = self.buf is not None
 
 
 def dense16_tile(scratch, x, y, n, r, row, zero, lo):

@@ -81,14 +81,22 @@ class Model:
         # 66.5 KB heap when read once, 48 KB when read twice);
         # then the layer table again, and last the records (many small objects).
         size = blob.file_size(self._f)
-        act_max, smin, sfull = self._table(size)[1:]
+        act_max, smin, sfull, whole = self._table(size)[1:]
         gc.collect()
-        self._plan(budget, act_max, smin, sfull)
+        self._plan(budget, act_max, smin, sfull, whole)
         entries = self._table(size)[0]
-        for layer in self.layers:
-            layer.bind(self.scratch_bytes)
-            if getattr(layer, "views", None):   # tile views made once, so that predict() allocates nothing
-                layer.views(self._scratch)
+        self.flash_bytes_per_inference = 0
+        for i, layer in enumerate(self.layers):
+            buf = self._resident.get(i)
+            if buf is not None:   # kept in RAM: the whole layer in one tile of its own buffer, read once
+                layer.bind(len(buf))
+                layer.views(buf)
+                layer.buf = buf
+            else:
+                layer.bind(self.scratch_bytes)
+                if getattr(layer, "views", None):   # tile views made once, so that predict() allocates nothing
+                    layer.views(self._scratch)
+                self.flash_bytes_per_inference += layer.payload_bytes()
         f = self._f
         # payloads stream through the scratch (nothing reads it before predict), in few large reads: open then
         # allocates per tensor, not per chunk; a float model's scratch is an array of floats, so it gets a chunk
@@ -126,6 +134,7 @@ class Model:
         if not entries:
             raise FormatError("header: model has no layers")
         self.layers = []
+        whole = []
         prev, act_max = in_shape, self.n_in
         smin = sfull = 0
         for i, e in enumerate(entries):
@@ -155,12 +164,13 @@ class Model:
                                   % (what, s_in, s_out, layer.payload_bytes(), rlen))
             lo, hi = layer.scratch_bytes()
             smin, sfull = max(smin, lo), max(sfull, hi)
+            whole.append(hi if getattr(layer, "views", None) and self.dtype == "i8" else 0)
             self.layers.append(layer)
         if prev != out_shape:
             raise FormatError("output shape %r does not match the last layer's %r" % (out_shape, prev))
-        return entries, act_max, smin, sfull
+        return entries, act_max, smin, sfull, whole
 
-    def _plan(self, budget, act_max, smin, sfull):
+    def _plan(self, budget, act_max, smin, sfull, whole):
         """Size the scratch inside `budget` (bytes), raise BudgetError if impossible, then allocate."""
         item = ACT_ITEM[self.dtype]
         self.act_bytes = (2 * act_max + self.n_out) * item
@@ -201,6 +211,16 @@ class Model:
             self._a = array.array("f", bytes(4 * act_max))
             self._b = array.array("f", bytes(4 * act_max))
             self._out = array.array("f", bytes(4 * self.n_out))
+        # Layer cache: budget left beyond the scratch keeps whole layers resident (int8 kernels with tile views;
+        # `whole` holds each layer's bytes, 0 where it cannot be kept), largest first, so that repeated inference
+        # reads them from flash only once
+        self._resident = {}
+        left = 0 if budget is None else (budget - self.budget_bytes)
+        for i in sorted(range(len(whole)), key=lambda i: -whole[i]):
+            if 0 < whole[i] <= left and whole[i] + 2048 < gc.mem_free():
+                self._resident[i] = bytearray(whole[i])
+                left -= whole[i]
+                self.budget_bytes += whole[i]
 
     def predict(self, x):
         """Run one inference on `x` (n_in values: int8 for i8 models, floats for f32 models).

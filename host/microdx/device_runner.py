@@ -78,4 +78,5 @@ except udx.UdxError as e:
     fail(type(e).__name__, str(e))
 print(json.dumps({"runtime_heap_bytes": state["runtime_heap_bytes"], "peak_heap_bytes": peak[0],
                   "wall_s": total_us / 1e6, "budget_bytes": model.budget_bytes, "scratch_bytes": model.scratch_bytes,
-                  "macs": model.macs, "count": count, "backend": udx.backend(), "base_heap_bytes": BASE, "heap_total_bytes": TOTAL}))
+                  "macs": model.macs, "count": count, "backend": udx.backend(),
+                  "flash_bytes_per_inference": model.flash_bytes_per_inference, "base_heap_bytes": BASE, "heap_total_bytes": TOTAL}))
