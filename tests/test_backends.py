@@ -124,7 +124,7 @@ def test_every_backend_is_bit_exact_on_the_unix_port(blobs, name, backend):
 def test_viper_is_chosen_where_it_runs_and_can_be_switched_off(tmp_path):
     out = run_mpy("import udx\nprint(udx.backend())\nudx.use_backend('python')\nprint(udx.backend())\n"
                   "try:\n    udx.use_backend('cuda')\nexcept ValueError as e:\n    print(e)\n", tmp_path)
-    assert out == ["viper", "python", "unknown backend 'cuda' (viper, python)"]
+    assert out == ["viper", "python", "unknown backend 'cuda' (asm, viper, python)"]   # no asm_thumb on x64
 
 
 def test_sparse_pointers_out_of_order_are_refused_by_both_backends(blobs, tmp_path):
@@ -171,15 +171,19 @@ def test_circuitpython_falls_back_to_pure_python_bit_exact(blobs, tmp_path):
 
 
 @pytest.mark.skipif(not qemu.available("qemu-m0"), reason="needs ../shared/targets/qemu-m0 and qemu-system-arm")
-def test_viper_on_the_rp2040_instruction_set(blobs):
-    """qemu-m0 executes armv6m only, as the RP2040's Cortex-M0+: the viper twins compiled for it are bit-exact."""
+@pytest.mark.parametrize("backend", ["asm", "viper"])
+def test_native_backends_on_the_rp2040_instruction_set(blobs, backend):
+    """qemu-m0 executes armv6m only, as the RP2040's Cortex-M0+ (a Thumb-2 instruction would fault): the viper
+    twins and the asm_thumb inner loop compiled for it are bit-exact; asm is what udx picks there."""
     for name, (path, g, budget) in blobs.items():
         x = _inputs(g.input_size, rows=3)
-        r = qemu.run(path, x, "qemu-m0", budget=budget)
+        r = qemu.run(path, x, "qemu-m0", budget=budget, backend=backend)
+        assert r["backend"] == backend
         np.testing.assert_array_equal(r["outputs"], reference.run(g, x), err_msg=name)
 
 
 VIPER_MAC_CEILING = 30        # instructions per MAC on qemu-m3, whole model: streaming and requantization included
+ASM_MAC_CEILING = 15          # the same with the Arm Thumb inner loop (measured 11.8)
 
 
 @pytest.mark.skipif(not qemu.available("qemu-m3"), reason="needs ../shared/targets/qemu-m3 and qemu-system-arm")
@@ -196,17 +200,18 @@ def test_viper_dense_costs_at_most_30_instructions_per_mac_on_cortex_m3(tmp_path
     script = tmp_path / "s.py"
     script.write_text("import array, binascii, time, udx\nm = udx.Model('/flash/m.dxb', 16384)\n"
                       "x = array.array('b', open('/flash/in.bin', 'rb').read())\n"
-                      "for b in ('viper', 'python'):\n    udx.use_backend(b)\n    t0 = time.ticks_us()\n"
+                      "for b in ('asm', 'viper', 'python'):\n    udx.use_backend(b)\n    t0 = time.ticks_us()\n"
                       "    y = m.predict(x)\n    t = time.ticks_diff(time.ticks_us(), t0)\n"
                       "    print(b, t * 1000, m.macs, binascii.hexlify(bytes(y)).decode())\n")
     proc = subprocess.run([str(qemu.TARGETS / "qemu-m3" / "run"), str(flash), str(script)], capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    rows = {ln.split()[0]: ln.split()[1:] for ln in proc.stdout.splitlines() if ln.split()[:1] in (["viper"],
-                                                                                                 ["python"])}
+    rows = {ln.split()[0]: ln.split()[1:] for ln in proc.stdout.splitlines()
+            if ln.split()[:1] in (["asm"], ["viper"], ["python"])}
     expected = reference.run(g, x)[0].astype(np.int8).tobytes().hex()
     per_mac = {b: int(rows[b][0]) / int(rows[b][1]) for b in rows}
-    print(f"qemu-m3 650-512-512-6: {per_mac['viper']:.1f} instructions per MAC (viper), {per_mac['python']:.1f} "
-          f"(pure Python)")
-    assert rows["viper"][2] == rows["python"][2] == expected
+    print(f"qemu-m3 650-512-512-6: {per_mac['asm']:.1f} instructions per MAC (asm), {per_mac['viper']:.1f} (viper), "
+          f"{per_mac['python']:.1f} (pure Python)")
+    assert rows["asm"][2] == rows["viper"][2] == rows["python"][2] == expected
     assert per_mac["viper"] <= VIPER_MAC_CEILING and per_mac["python"] >= 20 * per_mac["viper"], per_mac
+    assert per_mac["asm"] <= ASM_MAC_CEILING, per_mac

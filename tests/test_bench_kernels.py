@@ -15,12 +15,13 @@ def test_bench_kernels_json(capsys):
         assert k["unix"]["viper"]["matches_host"] and k["unix"]["python"]["matches_host"], k["kernel"]
         assert k["unix"]["speedup_viper_vs_pure"] > 0 and k["unix"]["peak_heap_bytes"] > 0
         for target in r["targets"]:
-            assert all(k[target][b]["matches_host"] for b in ("viper", "python")), (k["kernel"], target)
+            assert all(k[target][b]["matches_host"] for b in ("asm", "viper", "python")), (k["kernel"], target)
     for target in r["targets"]:
         for name in ("dense", "sparse-u8", "sparse-u16", "conv2d", "codebook", "dense16"):   # every kernel has a twin
             per = kernels[name][target]
             assert per["viper"]["instructions_per_mac"] * 10 < per["python"]["instructions_per_mac"], (name, target)
         assert kernels["dense"][target]["viper"]["instructions_per_mac"] <= 40   # 256 inputs: row costs weigh more
+        assert kernels["dense"][target]["asm"]["instructions_per_mac"] <= 28     # the Thumb inner loop (20-24)
     if qemu.available("qemu-m0"):
         est = r["latency_estimate"]["rp2040"]
         assert est["qemu_target"] == "qemu-m0" and est["estimated_us_per_inference"]["dense"] > 0

@@ -13,7 +13,7 @@ def test_bench_models_json(capsys):
     assert set(models) == {"speakerid-mlp", "speakerid-csr", "ds-cnn"}
     for m in models.values():
         assert m["matches_host"], m["model"]
-        assert all(m[t]["viper"]["matches_host"] for t in r["targets"]), m["model"]
+        assert all(m[t][b]["matches_host"] for t in r["targets"] for b in ("asm", "viper")), m["model"]
     mlp = models["speakerid-mlp"]
     assert mlp["macs"] == 1_656_000 and mlp["peak_heap_bytes"] - mlp["runtime_heap_bytes"] <= 32 * 1024, mlp
     assert models["ds-cnn"]["peak_heap_bytes"] < 192 * 1024 and models["ds-cnn"]["blob_bytes"] < 32 * 1024
@@ -21,6 +21,7 @@ def test_bench_models_json(capsys):
     assert [m["flash"]["fits"] for m in r["models"]] == [False, True, True]
     if qemu.available("qemu-m3"):
         assert mlp["qemu-m3"]["viper"]["instructions_per_mac"] <= 30, mlp["qemu-m3"]
+        assert mlp["qemu-m3"]["asm"]["instructions_per_mac"] <= 16, mlp["qemu-m3"]    # measured 13.4
         assert r["latency_estimate"]["stm32f411"]["estimated_us_per_inference"]["ds-cnn"] > 0
     if qemu.available("qemu-m0"):
         assert r["latency_estimate"]["rp2040"]["qemu_target"] == "qemu-m0"

@@ -99,7 +99,7 @@ def test_ds_cnn_bit_exact_on_cortex_m(model, target):
     xin = reference.prepare_input(q, x[:1])
     r = qemu.run(path, xin, target)
     np.testing.assert_array_equal(r["outputs"], reference.run(q, xin))
-    assert r["backend"] == "viper"
+    assert r["backend"] == "asm"          # what udx picks on an Arm build
     print(f"{target} DS-CNN 49x10: {r['instructions_per_inference']:,} instructions per inference "
           f"({r['instructions_per_mac']} per MAC)")
 

@@ -6,12 +6,12 @@ from udx import backends as _backends
 
 
 def backend():
-    """The kernel backend in use: "viper" (native code) or "python"."""
+    """The kernel backend in use: "asm" (Arm inner loops), "viper" (native code) or "python"."""
     return _backends.NAME
 
 
 def use_backend(name):
-    """Select the kernel backend ("viper" or "python"); ImportError if this firmware cannot run `name`."""
+    """Select the kernel backend ("asm", "viper" or "python"); ImportError if this firmware cannot run `name`."""
     _backends.use(name)
 
 __version__ = "0.1.0"

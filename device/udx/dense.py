@@ -5,10 +5,14 @@ from udx import backends
 from udx.blob import MAX_DIM, int_field, read_exact
 from udx.errors import FormatError
 
-try:   # the native twin of dense_tile (udx/backends.py)
+try:   # the native twins of dense_tile (udx/backends.py)
     from udx import dense_viper
 except (ImportError, SyntaxError, ValueError):
     dense_viper = None
+try:
+    from udx import dense_asm
+except (ImportError, SyntaxError, ValueError, AttributeError):
+    dense_asm = None
 
 
 def _dims(entry, what):
@@ -114,7 +118,7 @@ class DenseI8:
         xs <<= 7
         zero = self.zero
         lo = self.lo
-        fast = backends.twin(dense_viper)
+        fast = backends.twin(dense_viper, dense_asm)
         tile = fast.dense_tile if fast else dense_tile
         buf = self.buf if self.buf is not None else scratch
         fresh = not self.loaded

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-BACKENDS = ("viper", "python")
+BACKENDS = ("viper", "python")              # on the unix port
+ARM_BACKENDS = ("asm", "viper", "python")    # on the Cortex-M targets (asm: Arm Thumb inner loops where a kernel has one)
 BUDGET = 16384            # bytes: every kernel streams its weights in tiles through this much RAM
 TARGETS = ("qemu-m3", "qemu-m0", "qemu-m33")
 LATENCY_BOARDS = ("rp2040", "rp2350", "stm32f405", "stm32f411")
@@ -67,7 +68,7 @@ def _models() -> dict:
     }
 
 
-def run_target(target: str, models: dict, inputs: dict, backends=BACKENDS, budget=BUDGET) -> dict:
+def run_target(target: str, models: dict, inputs: dict, backends=ARM_BACKENDS, budget=BUDGET) -> dict:
     """{model: {backend: {"instructions_per_mac", "instructions_per_inference", "matches_host"}}} on `target`, for
     models {name: (int8 graph, description)} and one int8 input row each; one QEMU boot for all."""
     from microdx import blob_writer, emulator, qemu, reference
@@ -140,6 +141,8 @@ def run(progress=None) -> dict:
                 rows[name][target] = per
                 per["viper_vs_pure"] = round(per["python"]["instructions_per_mac"] /
                                              per["viper"]["instructions_per_mac"], 1)
+                per["asm_vs_pure"] = round(per["python"]["instructions_per_mac"] /
+                                           per["asm"]["instructions_per_mac"], 1)
             measured.append(target)
         step()
     latency = latency_estimates(rows, measured)
@@ -149,9 +152,10 @@ def run(progress=None) -> dict:
                     "instruction (boards/*.json); unix-port times are this PC's and only their ratio means anything"}
 
 
-def latency_estimates(rows: dict, measured) -> dict:
-    """Per board of LATENCY_BOARDS whose qemu_target was measured: microseconds per inference with viper, estimated
-    as instructions x the board's assumed cycles per instruction / its clock (boards/*.json)."""
+def latency_estimates(rows: dict, measured, best: str = "asm") -> dict:
+    """Per board of LATENCY_BOARDS whose qemu_target was measured: microseconds per inference with backend `best`
+    (what udx picks on an Arm build), estimated as instructions x the board's assumed cycles per instruction / its
+    clock (boards/*.json)."""
     from microdx import boards
 
     latency = {}
@@ -162,7 +166,7 @@ def latency_estimates(rows: dict, measured) -> dict:
         latency[board] = {"qemu_target": p["qemu_target"], "clock_hz": p["clock_hz"],
                           "assumed_cycles_per_instruction": p["assumed_cycles_per_instruction"],
                           "estimated_us_per_inference": {
-                              name: round(rows[name][p["qemu_target"]]["viper"]["instructions_per_inference"]
+                              name: round(rows[name][p["qemu_target"]][best]["instructions_per_inference"]
                                           * p["assumed_cycles_per_instruction"] / p["clock_hz"] * 1e6)
                               for name in rows}}
     return latency
@@ -171,22 +175,22 @@ def latency_estimates(rows: dict, measured) -> dict:
 def format_report(r: dict) -> str:
     """The report as tables: instructions per MAC per target and backend, the unix ratio, latency estimates."""
     targets = r["targets"]
-    head = "| kernel | MACs | " + " | ".join(f"{t} viper | {t} pure" for t in targets) + \
+    head = "| kernel | MACs | " + " | ".join(f"{t} asm | {t} viper | {t} pure" for t in targets) + \
            " | unix viper/pure | peak heap |"
     lines = [f"microdx bench kernels: one-layer models, budget {r['budget_bytes']:,} bytes, instructions per MAC "
              f"(streaming and requantization included; exact on QEMU)", "", head,
-             "|" + "---|" * (4 + 2 * len(targets))]
+             "|" + "---|" * (4 + 3 * len(targets))]
     for k in r["kernels"]:
         cells = []
         for t in targets:
-            for b in BACKENDS:
+            for b in ARM_BACKENDS:
                 m = k[t][b]
                 cells.append(f"{m['instructions_per_mac']}" + ("" if m["matches_host"] else " (DIFFERS)"))
         lines.append(f"| {k['kernel']} ({k['what']}) | {k['macs']:,} | " + " | ".join(cells) +
                      f" | {k['unix']['speedup_viper_vs_pure']}x | {k['unix']['peak_heap_bytes']:,} |")
     if r["latency_estimate"]:
         boards = list(r["latency_estimate"])
-        lines += ["", "estimated latency per inference, viper (instructions x assumed cycles/instruction / clock):",
+        lines += ["", "estimated latency per inference, asm backend (instructions x assumed cycles/instruction / clock):",
                   "", "| kernel | " + " | ".join(boards) + " |", "|" + "---|" * (1 + len(boards))]
         for k in r["kernels"]:
             lines.append(f"| {k['kernel']} | " + " | ".join(

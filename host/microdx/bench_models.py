@@ -1,4 +1,4 @@
-"""`microdx bench models`: whole models as a board runs them, with the viper kernels: instructions per inference and
+"""`microdx bench models`: whole models as a board runs them, with the asm and viper backends: instructions per inference and
 per MAC on the emulated Cortex-M targets (exact), peak heap on the board profile's heap (unix port), blob bytes, and
 latency estimated per board (instructions x assumed cycles per instruction / clock, boards/*.json).
 
@@ -69,7 +69,7 @@ def run(progress=None) -> dict:
     measured = []
     for target in bench_kernels.TARGETS:
         if qemu.available(target):
-            for name, per in bench_kernels.run_target(target, models, inputs, backends=("viper",),
+            for name, per in bench_kernels.run_target(target, models, inputs, backends=("asm", "viper"),
                                                       budget=None).items():
                 rows[name][target] = per
             measured.append(target)
@@ -81,12 +81,13 @@ def run(progress=None) -> dict:
 
 def format_report(r: dict) -> str:
     targets = r["targets"]
-    lines = [f"microdx bench models: viper kernels, udx's default budget; peak heap on the {r['board']} profile", "",
-             "| model | blob bytes | MACs | peak heap | " + " | ".join(f"{t} instr/inference (per MAC)" for t in targets)
-             + " |", "|" + "---|" * (4 + len(targets))]
+    lines = [f"microdx bench models: asm and viper backends, udx's default budget; peak heap on the {r['board']} "
+             f"profile", "", "| model | blob bytes | MACs | peak heap | "
+             + " | ".join(f"{t} {b} instr/inference (per MAC)" for t in targets for b in ("asm", "viper"))
+             + " |", "|" + "---|" * (4 + 2 * len(targets))]
     for m in r["models"]:
-        cells = [f"{m[t]['viper']['instructions_per_inference']:,} ({m[t]['viper']['instructions_per_mac']})"
-                 + ("" if m[t]["viper"]["matches_host"] else " DIFFERS") for t in targets]
+        cells = [f"{m[t][b]['instructions_per_inference']:,} ({m[t][b]['instructions_per_mac']})"
+                 + ("" if m[t][b]["matches_host"] else " DIFFERS") for t in targets for b in ("asm", "viper")]
         lines.append(f"| {m['model']} ({m['what']}) | {m['blob_bytes']:,} | {m['macs']:,} | "
                      f"{m['peak_heap_bytes']:,} | " + " | ".join(cells) + " |")
     if r["latency_estimate"]:

@@ -23,6 +23,8 @@ ARCH = {"qemu-m3": "armv7m", "qemu-m0": "armv6m", "qemu-m33": "armv7emsp"}
 
 SCRIPT = """
 import array, binascii, time, udx
+if BACKEND:
+    udx.use_backend(BACKEND)
 m = udx.Model("/flash/model.dxb", BUDGET)
 x = array.array("b", bytes(m.n_in))
 f = open("/flash/in.bin", "rb")
@@ -43,9 +45,10 @@ def available(target: str = "qemu-m3") -> bool:
     return (TARGETS / target / "run").is_file() and shutil.which("qemu-system-arm") is not None
 
 
-def run(blob_path, x: np.ndarray, target: str = "qemu-m3", budget: int | None = None) -> dict:
+def run(blob_path, x: np.ndarray, target: str = "qemu-m3", budget: int | None = None,
+        backend: str | None = None) -> dict:
     """int8 outputs (N, outputs) of the blob for int8 inputs `x` (N, inputs), instructions per inference and per
-    MAC, and the kernel backend udx chose there."""
+    MAC, and the kernel backend that ran (udx's own choice unless `backend` is given)."""
     if not available(target):
         raise MicrodxError(f"{target} needs {TARGETS / target / 'run'} and qemu-system-arm (apt-get install)")
     with tempfile.TemporaryDirectory(prefix="microdx-qemu-") as tmp:
@@ -54,7 +57,7 @@ def run(blob_path, x: np.ndarray, target: str = "qemu-m3", budget: int | None = 
         shutil.copy(blob_path, flash / "model.dxb")
         (flash / "in.bin").write_bytes(np.ascontiguousarray(x, dtype=np.int8).tobytes())
         script = Path(tmp) / "script.py"
-        script.write_text(f"BUDGET = {budget!r}\nCOUNT = {len(x)}\n" + SCRIPT)
+        script.write_text(f"BUDGET = {budget!r}\nCOUNT = {len(x)}\nBACKEND = {backend!r}\n" + SCRIPT)
         proc = subprocess.run([str(TARGETS / target / "run"), str(flash), str(script)], capture_output=True,
                               text=True, timeout=1800)
     lines = [ln.split() for ln in proc.stdout.splitlines() if ln.strip()]
