@@ -93,3 +93,22 @@ def test_on_cortex_m3_open_allocates_per_layer_and_predict_nothing(blobs, tmp_pa
     assert len(rows) == 4 and [r[1] for r in rows] == [0, 0, 0, 0], rows
     # 6.4x the weights: a few hundred bytes more (one long-int CRC per large read), not O(bytes)
     assert max(r[0] for r in rows) < 32 * 1024 and abs(rows[0][0] - rows[2][0]) <= 1024, rows
+
+
+IMPORT_CEILING_M3 = 23 * 1024    # bytes of heap `import udx` takes on qemu-m3 (asm backend): measured 22,240
+
+
+@pytest.mark.skipif(not qemu.available("qemu-m3"), reason="needs ../shared/targets/qemu-m3 and qemu-system-arm")
+def test_import_udx_heap_on_cortex_m3_stays_under_its_ceiling(tmp_path):
+    """`import udx` on a 32-bit MCU: the code, the kernel table and the dense twins, nothing of a model. It grew from
+    15 KB (the slice) to 22 KB with the native backends; the ceiling keeps it from growing unnoticed."""
+    flash = tmp_path / "flash"
+    shutil.copytree(emulator.compiled_device_dir(qemu.ARCH["qemu-m3"]) / "udx", flash / "udx")
+    script = tmp_path / "s.py"
+    script.write_text("import gc\ngc.collect()\na = gc.mem_alloc()\nimport udx\ngc.collect()\n"
+                      "print('heap', gc.mem_alloc() - a, udx.backend())\n")
+    proc = subprocess.run([str(qemu.TARGETS / "qemu-m3" / "run"), str(flash), str(script)], capture_output=True,
+                          text=True, timeout=300)
+    line = next(ln.split() for ln in proc.stdout.splitlines() if ln.startswith("heap "))
+    print(f"qemu-m3: import udx takes {int(line[1]):,} bytes of heap ({line[2]} backend)")
+    assert line[2] == "asm" and int(line[1]) <= IMPORT_CEILING_M3, line
