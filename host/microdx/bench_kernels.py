@@ -21,6 +21,7 @@ ARM_BACKENDS = ("asm", "viper", "python")    # on the Cortex-M targets (asm: Arm
 BUDGET = 16384            # bytes: every kernel streams its weights in tiles through this much RAM
 TARGETS = ("qemu-m3", "qemu-m0", "qemu-m33")
 LATENCY_BOARDS = ("rp2040", "rp2350", "stm32f405", "stm32f411")
+NAMES = ("dense", "sparse-u8", "sparse-u16", "codebook", "dense16", "conv2d")   # _models(), in this order
 
 SCRIPT = """
 import array, binascii, time, udx

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 BOARD = "rp2040"
+NAMES = ("speakerid-mlp", "speakerid-csr", "ds-cnn")   # _models(), in this order
 
 
 def _models() -> dict:

@@ -121,7 +121,7 @@ def parse(data: bytes) -> Blob:
             attrs["row_nnz"] = _int(e, "row_nnz", 1, n_in, what)
             attrs["inputs"] = n_in
         if kind in ("conv2d", "dwconv2d", "avgpool2d", "maxpool2d"):
-            attrs.update(_conv_attrs(e, s_in, s_out, dtype if kind in ("conv2d", "dwconv2d") else "f32", what))
+            attrs.update(_conv_attrs(e, s_in, s_out, dtype == "i8" and kind in ("conv2d", "dwconv2d"), what))
             if kind != "conv2d" and s_in[2] != s_out[2]:
                 raise FormatError(f"{what}: {kind} keeps the channels, not {s_in[2]} -> {s_out[2]}")
         if kind == "gap":
@@ -162,8 +162,9 @@ def _ints(e, key, count, lo, hi, what) -> tuple:
     return tuple(v)
 
 
-def _conv_attrs(e, s_in, s_out, dtype, what) -> dict:
-    """kernel, stride, pad (and in_zero for i8) of a conv2d entry, checked against its in and out shapes."""
+def _conv_attrs(e, s_in, s_out, pads_with_zero_point, what) -> dict:
+    """kernel, stride, pad of a windowed entry (conv, depthwise, pooling), checked against its in and out shapes, and
+    in_zero where padded cells hold the input zero point (int8 convs)."""
     from microdx.ops import conv2d
 
     if len(s_in) != 3 or len(s_out) != 3:
@@ -182,7 +183,7 @@ def _conv_attrs(e, s_in, s_out, dtype, what) -> dict:
         raise FormatError(f"{what}: conv2d {list(s_in)} -> {list(s_out)} does not follow from kernel {list(kernel)}, "
                           f"stride {list(stride)}, pad {list(pad)}")
     attrs = {"in_shape": tuple(s_in), "kernel": kernel, "stride": stride, "pad": pad}
-    if dtype == "i8":
+    if pads_with_zero_point:
         attrs["in_zero"] = _int(e, "in_zero", -128, 127, what)
     return attrs
 

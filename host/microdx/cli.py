@@ -174,7 +174,7 @@ def cmd_bench(a):
 
     if a.what in ("kernels", "models"):
         bench = bench_kernels if a.what == "kernels" else bench_models
-        update, close = _progress(len(bench._models()) + len(bench_kernels.TARGETS), a.what)
+        update, close = _progress(len(bench.NAMES) + len(bench_kernels.TARGETS), a.what)
         try:
             r = bench.run(progress=update)
         finally:

@@ -48,7 +48,7 @@ class Graph:
 
 def layer_shapes(graph: Graph) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     """(input shape, output shape) of every layer."""
-    from microdx.ops import conv2d, op
+    from microdx.ops import op
 
     shapes, cur = [], tuple(graph.input_shape)
     for layer in graph.layers:
@@ -57,9 +57,7 @@ def layer_shapes(graph: Graph) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
                 raise UnsupportedOpError(f"layer '{layer.name}': takes {layer.tensors['w'].shape[1]} inputs but "
                                          f"receives {list(cur)}")
             out = (int(layer.tensors["w"].shape[0]),)
-        elif layer.kind == "conv2d":
-            out = conv2d.layer_out_shape(layer)
-        elif layer.kind in ("dwconv2d", "gap", "avgpool2d", "maxpool2d"):
+        elif hasattr(op(layer.kind), "output_shape"):   # the windowed kinds and global pooling
             out = op(layer.kind).output_shape(layer, cur)
         elif layer.kind in ("sparse", "codebook"):
             out = (int(layer.tensors["b"].shape[0]),)

@@ -31,10 +31,15 @@ def out_shape(in_shape, kernel, stride, pad, out_channels) -> tuple[int, int, in
     return (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1, int(out_channels)
 
 
-def layer_out_shape(layer: Layer) -> tuple[int, int, int]:
-    """Output shape of a conv2d layer (its attrs were checked when it was made)."""
+def output_shape(layer: Layer, in_shape) -> tuple[int, int, int]:
+    """Output shape of a conv2d layer on `in_shape` (its attrs were checked when it was made)."""
     a = layer.attrs
-    return out_shape(a["in_shape"], a["kernel"], a["stride"], a["pad"], layer.tensors["w"].shape[0])
+    return out_shape(in_shape, a["kernel"], a["stride"], a["pad"], layer.tensors["w"].shape[0])
+
+
+def layer_out_shape(layer: Layer) -> tuple[int, int, int]:
+    """Output shape of a conv2d layer on the input it was made for."""
+    return output_shape(layer, layer.attrs["in_shape"])
 
 
 def windows(layer: Layer, x: np.ndarray, pad_value=0) -> np.ndarray:
