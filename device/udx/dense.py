@@ -76,8 +76,6 @@ class DenseI8:
 
     buf = None       # its own buffer when the model keeps it resident (the layer cache), read by the first predict
     loaded = False
-    WEIGHT_BYTES = 1     # udx.dense16.Dense16I8 streams the same way with 2
-    WEIGHT_DTYPE = "u8"
 
     def __init__(self, entry, what):
         self.n, self.m = _dims(entry, what)
@@ -88,50 +86,40 @@ class DenseI8:
 
     def attach(self, tensors, what):
         """Take the file offsets of this layer's tensors (from its record) after checking dtype and shape."""
-        self.w = _tensor(tensors, "w", self.WEIGHT_DTYPE, [self.m, self.n], what)
+        self.w = _tensor(tensors, "w", "u8", [self.m, self.n], what)
         self.b = _tensor(tensors, "b", "i32", [self.m], what)
         self.q = _tensor(tensors, "q", "u32", [self.m], what)
 
     def scratch_bytes(self):
         """(smallest, whole-layer) scratch in bytes: one output row needs n weights + bias + multiplier."""
-        row = self.WEIGHT_BYTES * self.n + 8
+        row = self.n + 8
         return row, row * self.m
 
     def payload_bytes(self):
         """Bytes of tensors this layer's record must hold (checked before any buffer is sized from n, m)."""
-        return (self.WEIGHT_BYTES * self.n + 8) * self.m
+        return (self.n + 8) * self.m
 
     def bind(self, scratch_len):
         """Fix the tile height (output rows per read) for a scratch of `scratch_len` bytes."""
-        self.rows = min(self.m, scratch_len // (self.WEIGHT_BYTES * self.n + 8))
+        self.rows = min(self.m, scratch_len // (self.n + 8))
 
     def views(self, scratch):
         """Make the views of `scratch` every tile reads into, once: predict() then allocates nothing."""
-        wb = self.WEIGHT_BYTES * self.n
-        self.full = tile_views(scratch, wb, self.rows)
+        self.full = tile_views(scratch, self.n, self.rows)
         last = self.m % self.rows
-        self.last = tile_views(scratch, wb, last) if last else self.full
-
-    def offset_sum(self, x):
-        """128 * sum(x): what offset-binary weights add to every row's sum, taken once per layer."""
-        xs = 0
-        for i in range(self.n):
-            xs += x[i]
-        return xs << 7
-
-    def tile(self):
-        """The tile kernel: a native twin as the backend allows, else the reference."""
-        fast = backends.twin(dense_viper, dense_asm)
-        return fast.dense_tile if fast else dense_tile
+        self.last = tile_views(scratch, self.n, last) if last else self.full
 
     def forward(self, f, x, y, scratch, trace):
         n = self.n
         m = self.m
-        xs = self.offset_sum(x)
+        xs = 0
+        for i in range(n):
+            xs += x[i]
+        xs <<= 7
         zero = self.zero
         lo = self.lo
-        tile = self.tile()
-        wb = self.WEIGHT_BYTES * n
+        fast = backends.twin(dense_viper, dense_asm)
+        tile = fast.dense_tile if fast else dense_tile
         buf = self.buf if self.buf is not None else scratch
         fresh = not self.loaded
         rows = self.rows
@@ -139,7 +127,7 @@ class DenseI8:
         while row < m:
             r = m - row if m - row < rows else rows
             if fresh:
-                read_tile(f, self.full if r == rows else self.last, self.w + row * wb, self.b + 4 * row,
+                read_tile(f, self.full if r == rows else self.last, self.w + row * n, self.b + 4 * row,
                           self.q + 4 * row)
             tile(buf, x, y, n, r, row, xs, zero, lo)
             row += r

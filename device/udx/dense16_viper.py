@@ -5,7 +5,7 @@ import micropython
 
 
 @micropython.viper
-def dense16_tile(scratch, x, y, n: int, r: int, row: int, xs: int, zero: int, lo: int):
+def dense16_tile(scratch, x, y, n: int, r: int, row: int, zero: int, lo: int):
     s = ptr8(scratch)
     yp = ptr8(y)
     x0 = int(ptr8(x))
@@ -32,7 +32,7 @@ def dense16_tile(scratch, x, y, n: int, r: int, row: int, xs: int, zero: int, lo
             acc += ((((wp[1] << 8) | wp[0]) ^ 0x8000) - 0x8000) * ((ptr8(xa)[0] ^ 0x80) - 0x80)
             w += 2
             xa += 1
-        acc += (s[kb] | (s[kb + 1] << 8) | (s[kb + 2] << 16) | (((s[kb + 3] ^ 0x80) - 0x80) << 24)) - xs
+        acc += s[kb] | (s[kb + 1] << 8) | (s[kb + 2] << 16) | (((s[kb + 3] ^ 0x80) - 0x80) << 24)
         kq = kb + 4 * r
         mult = s[kq] | (s[kq + 1] << 8)
         sh = s[kq + 2]
