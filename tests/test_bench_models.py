@@ -1,5 +1,6 @@
 """`microdx bench models`: whole models on the emulated boards with the viper kernels. Guards two results of the
-kernels issue: the 650-1000-1000-6 int8 model at most 30 instructions per MAC on qemu-m3 (streaming included) and
+kernels issue: the 650-1000-1000-6 int8 model at most 30 instructions per MAC on qemu-m3 (streaming included), its
+80%-pruned CSR form too with the Arm inner loop, and
 at most 32 KB of peak heap above udx's own; the DS-CNN keyword model runs on the rp2040 profile, bit-exact."""
 import json
 
@@ -22,6 +23,8 @@ def test_bench_models_json(capsys):
     if qemu.available("qemu-m3"):
         assert mlp["qemu-m3"]["viper"]["instructions_per_mac"] <= 30, mlp["qemu-m3"]
         assert mlp["qemu-m3"]["asm"]["instructions_per_mac"] <= 16, mlp["qemu-m3"]    # measured 13.4
+        csr = models["speakerid-csr"]["qemu-m3"]
+        assert csr["asm"]["instructions_per_mac"] <= 30, csr   # measured 29.3: 3 bytes streamed per weight
         assert r["latency_estimate"]["stm32f411"]["estimated_us_per_inference"]["ds-cnn"] > 0
     if qemu.available("qemu-m0"):
         assert r["latency_estimate"]["rp2040"]["qemu_target"] == "qemu-m0"

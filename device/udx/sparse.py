@@ -12,6 +12,10 @@ try:   # the native twin of sparse_tile (udx/backends.py)
     from udx import sparse_viper
 except (ImportError, SyntaxError, ValueError):
     sparse_viper = None
+try:
+    from udx import sparse_asm
+except (ImportError, SyntaxError, ValueError, AttributeError):
+    sparse_asm = None
 
 
 def _i32(buf, k):
@@ -68,22 +72,22 @@ class SparseI8:
     def scratch_bytes(self):
         """(smallest, whole-layer) scratch in bytes: a row takes row_nnz values and indices, two row pointers,
         a bias and a multiplier; the whole layer exactly its payload."""
-        row = self.row_nnz * (1 + self.isz) + 16
-        full = self.payload_bytes()
+        row = self.row_nnz * (1 + self.isz) + 17   # + the pad byte of index_offset
+        full = self.payload_bytes() + 1
         return row, (full if full > row else row)
 
     def bind(self, scratch_len):
         if scratch_len >= self.scratch_bytes()[1]:
             self.rows = self.m
         else:
-            self.rows = min(self.m, (scratch_len - 4) // (self.row_nnz * (1 + self.isz) + 12))
+            self.rows = min(self.m, (scratch_len - 5) // (self.row_nnz * (1 + self.isz) + 12))
 
     def forward(self, f, x, y, scratch, trace):
         m = self.m
         isz = self.isz
         zero = self.zero
         lo = self.lo
-        fast = backends.twin(sparse_viper)
+        fast = backends.twin(sparse_viper, sparse_asm)
         tile = fast.sparse_tile if fast else sparse_tile
         mv = memoryview(scratch)
         row = 0
@@ -97,7 +101,7 @@ class SparseI8:
             if nv < 0 or nv > r * self.row_nnz:   # CRC-valid but inconsistent: never read past the tile
                 raise FormatError("sparse layer: row pointers %d..%d do not fit %d rows" % (p0, p0 + nv, r))
             vo = pb
-            io = vo + nv
+            io = index_offset(r, nv, isz)
             bo = io + nv * isz
             f.seek(self.v + p0)
             read_exact(f, mv[vo:io], "sparse values")
@@ -112,14 +116,21 @@ class SparseI8:
                 trace()
 
 
+def index_offset(r, nv, isz):
+    """Where a tile's indices start in scratch (bytes): after its r + 1 row pointers and nv values, rounded up to
+    even for u16 indices so that a Cortex-M0 can load them as halfwords (it faults on unaligned ones)."""
+    io = 4 * (r + 1) + nv
+    return io + (io & 1) if isz == 2 else io
+
+
 def sparse_tile(scratch, x, y, r, row, p0, nv, isz, zero, lo):
     """The reference CSR tile: rows row .. row+r-1 of y; returns -1, or the index of the first row pointer that is
     out of order (then no row from it on is computed). scratch holds the tile's r+1 row pointers (i32, absolute:
     subtract p0; the first is p0 and the last p0 + nv, checked by the caller), then its nv values (offset-binary
-    u8), their input indices (isz bytes each, LE; checked below n when the model was opened, SparseI8.verify),
-    then r biases and r multipliers."""
+    u8), their input indices (isz bytes each, LE, at index_offset; checked below n when the model was opened,
+    SparseI8.verify), then r biases and r multipliers."""
     vo = 4 * (r + 1)
-    io = vo + nv
+    io = index_offset(r, nv, isz)
     bo = io + nv * isz
     k = 0
     for j in range(r):

@@ -13,8 +13,11 @@ def sparse_tile(scratch, x, y, r: int, row: int, p0: int, nv: int, isz: int, zer
     yp = ptr8(y)
     xa = int(ptr8(x))
     pv = int(s) + 4 * (r + 1)     # values, then indices, then biases and multipliers
-    pi = pv + nv
-    bo = 4 * (r + 1) + nv + nv * isz
+    io = 4 * (r + 1) + nv         # udx.sparse.index_offset: u16 indices start even
+    if isz == 2:
+        io += io & 1
+    pi = int(s) + io
+    bo = io + nv * isz
     k = 0                         # this row's first value, counted from the tile's first
     j = 0
     while j < r:

@@ -79,11 +79,12 @@ def macs(layer: Layer) -> int:
 
 def scratch_bytes(layer: Layer) -> tuple[int, int]:
     """(smallest tile, whole layer) of scratch in bytes, as device/udx/sparse.py plans them: a tile of r rows
-    takes at most 4 (r + 1) row pointers + r * row_nnz (values + indices) + 8 r (bias, multipliers)."""
+    takes at most 4 (r + 1) row pointers + r * row_nnz (values + indices) + 8 r (bias, multipliers), and one pad byte
+    that starts u16 indices at an even offset."""
     n, nnz, row_nnz = layer.attrs["inputs"], layer.attrs["nnz"], layer.attrs["row_nnz"]
     m = len(layer.tensors["b"])
-    row = row_nnz * (1 + index_bytes(n)) + 16
-    return row, max(row, payload_bytes(m, n, nnz))
+    row = row_nnz * (1 + index_bytes(n)) + 17
+    return row, max(row, payload_bytes(m, n, nnz) + 1)
 
 
 def tensor_spec(dtype: str, n: int, m: int, entry: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
