@@ -124,7 +124,7 @@ def test_every_backend_is_bit_exact_on_the_unix_port(blobs, name, backend):
 def test_viper_is_chosen_where_it_runs_and_can_be_switched_off(tmp_path):
     out = run_mpy("import udx\nprint(udx.backend())\nudx.use_backend('python')\nprint(udx.backend())\n"
                   "try:\n    udx.use_backend('cuda')\nexcept ValueError as e:\n    print(e)\n", tmp_path)
-    assert out == ["viper", "python", "unknown backend 'cuda' (asm, viper, python)"]   # no asm_thumb on x64
+    assert out == ["viper", "python", "unknown backend 'cuda' (asm, viper, ulab, python)"]   # no asm_thumb on x64
 
 
 def test_sparse_pointers_out_of_order_are_refused_by_both_backends(blobs, tmp_path):
@@ -147,11 +147,13 @@ def test_sparse_pointers_out_of_order_are_refused_by_both_backends(blobs, tmp_pa
 
 
 @pytest.mark.skipif(not CIRCUITPYTHON.is_file(), reason="needs ../shared/targets/circuitpython")
-def test_circuitpython_falls_back_to_pure_python_bit_exact(blobs, tmp_path):
-    """CircuitPython has no native emitter (a viper decorator is a SyntaxError): udx loads, says "python", and
-    gives the reference's integers; use_backend("viper") is refused with ImportError."""
+def test_circuitpython_pure_python_is_bit_exact(blobs, tmp_path):
+    """CircuitPython has no native emitter (a viper decorator is a SyntaxError): udx loads and picks ulab (built in
+    there; tests/test_ulab.py), use_backend("viper") is refused with ImportError, and the pure-Python backend gives
+    the reference's integers."""
     lines = ["import array, binascii, udx", "print(udx.backend())",
-             "try:\n    udx.use_backend('viper')\nexcept ImportError as e:\n    print('ImportError')"]
+             "try:\n    udx.use_backend('viper')\nexcept ImportError as e:\n    print('ImportError')",
+             "udx.use_backend('python')"]
     xs = {}
     for name, (path, g, budget) in blobs.items():
         x = xs[name] = _inputs(g.input_size, rows=2)
@@ -166,7 +168,7 @@ def test_circuitpython_falls_back_to_pure_python_bit_exact(blobs, tmp_path):
                           timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout.split("\n")
-    assert out[:2] == ["python", "ImportError"]
+    assert out[:2] == ["ulab", "ImportError"]
     for name, (path, g, _) in blobs.items():
         got = [bytes.fromhex(ln.split()[1]) for ln in out if ln.startswith(name + " ")]
         device = np.frombuffer(b"".join(got), np.int8).reshape(len(got), -1)

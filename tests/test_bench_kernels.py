@@ -16,6 +16,10 @@ def test_bench_kernels_json(capsys):
         assert k["unix"]["speedup_viper_vs_pure"] > 0 and k["unix"]["peak_heap_bytes"] > 0
         for target in r["targets"]:
             assert all(k[target][b]["matches_host"] for b in ("asm", "viper", "python")), (k["kernel"], target)
+        for target, backends in (("micropython-ulab", ("ulab", "viper", "python")), ("circuitpython", ("ulab", "python"))):
+            if target in k:   # the ulab firmwares, where present
+                assert all(k[target][b]["matches_host"] for b in backends), (k["kernel"], target)
+                assert k[target]["speedup_ulab_vs_pure"] > 0
     for target in r["targets"]:
         for name in ("dense", "sparse-u8", "sparse-u16", "conv2d", "codebook", "dense16"):   # every kernel has a twin
             per = kernels[name][target]

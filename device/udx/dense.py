@@ -1,6 +1,6 @@
 # Fully connected layers, streamed from the open blob in tiles of output rows.
-# Pure-Python kernels: they run on every MicroPython and CircuitPython build. Faster (viper, ulab)
-# kernels will sit beside these and must give the same integers.
+# Pure-Python kernels: they run on every MicroPython and CircuitPython build. The fast twins (udx/dense_viper.py,
+# dense_asm.py, dense_ulab.py) give the same integers.
 from udx import backends
 from udx.blob import MAX_DIM, int_field, read_exact
 from udx.errors import FormatError
@@ -118,7 +118,7 @@ class DenseI8:
         xs <<= 7
         zero = self.zero
         lo = self.lo
-        fast = backends.twin(dense_viper, dense_asm)
+        fast = backends.twin(dense_viper, dense_asm, dense_ulab)
         tile = fast.dense_tile if fast else dense_tile
         buf = self.buf if self.buf is not None else scratch
         fresh = not self.loaded
@@ -165,3 +165,9 @@ def dense_tile(scratch, x, y, n, r, row, xs, zero, lo):
         for i in range(n):
             acc += scratch[base + i] * x[i]
         y[row + j] = requant_row(acc - xs, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
+
+
+try:   # the ulab twin, where the firmware has ulab; imported last because it uses requant_row from here
+    from udx import dense_ulab
+except ImportError:
+    dense_ulab = None

@@ -4,7 +4,8 @@ Each kernel runs as a one-layer model of a typical size (KERNELS below). On the 
 (../shared/targets/qemu-m3, -m0 for the RP2040's instruction set, -m33 for the RP2350's), QEMU counts instructions
 exactly: instructions per MAC for each backend, streaming from /flash and requantization included, and whether the
 outputs equal the host reference. On the unix port (this PC: noisy, so only a ratio from one run): the viper/pure
-speed ratio and the peak heap. Latency per board is an estimate: instructions on the board's target x its assumed
+speed ratio and the peak heap; on ../shared/targets/micropython-ulab and circuitpython (float32, no native code),
+the ulab backend against the others, as ratios from one run. Latency per board is an estimate: instructions on the board's target x its assumed
 cycles per instruction / its clock (boards/*.json: qemu_target, assumed_cycles_per_instruction, clock_hz).
 """
 from __future__ import annotations
@@ -21,6 +22,9 @@ ARM_BACKENDS = ("asm", "viper", "python")    # on the Cortex-M targets (asm: Arm
 BUDGET = 16384            # bytes: every kernel streams its weights in tiles through this much RAM
 TARGETS = ("qemu-m3", "qemu-m0", "qemu-m33")
 LATENCY_BOARDS = ("rp2040", "rp2350", "stm32f405", "stm32f411")
+# unix-port firmwares with ulab: (path, whether it runs the .py sources, the backends it has)
+ULAB_TARGETS = {"micropython-ulab": ("micropython-ulab", False, ("ulab", "viper", "python")),
+                "circuitpython": ("circuitpython", True, ("ulab", "python"))}
 NAMES = ("dense", "sparse-u8", "sparse-u16", "codebook", "dense16", "conv2d")   # _models(), in this order
 
 SCRIPT = """
@@ -134,6 +138,7 @@ def run(progress=None) -> dict:
             unix["speedup_viper_vs_pure"] = round(unix["python"]["s_per_inference"] /
                                                   max(unix["viper"]["s_per_inference"], 1e-12), 1)
             rows[name]["unix"] = unix
+            rows[name].update(_ulab_targets(blob, x, expected))
             step()
     measured = []
     for target in TARGETS:
@@ -151,6 +156,27 @@ def run(progress=None) -> dict:
             "latency_estimate": latency,
             "note": "instruction counts are exact (QEMU -icount); latencies are estimates from an assumed cycles per "
                     "instruction (boards/*.json); unix-port times are this PC's and only their ratio means anything"}
+
+
+def _ulab_targets(blob, x, expected) -> dict:
+    """{target: {backend: {"s_per_inference", "matches_host"}, "speedup_ulab_vs_pure"}} for the ULAB_TARGETS present
+    (wall times of this PC, one run: only the ratio means anything)."""
+    from microdx import emulator, qemu
+
+    out = {}
+    for target, (name, source, backends) in ULAB_TARGETS.items():
+        exe = qemu.TARGETS / name
+        if not exe.is_file():
+            continue
+        per = {}
+        for backend in backends:
+            r = emulator.run(blob, x, budget=BUDGET, backend=backend, firmware=exe, source=source, heap=512 * 1024)
+            per[backend] = {"s_per_inference": r.stats["wall_s"] / len(x),
+                            "matches_host": bool((r.outputs == expected).all())}
+        per["speedup_ulab_vs_pure"] = round(per["python"]["s_per_inference"] /
+                                            max(per["ulab"]["s_per_inference"], 1e-12), 1)
+        out[target] = per
+    return out
 
 
 def latency_estimates(rows: dict, measured, best: str = "asm") -> dict:
@@ -177,18 +203,20 @@ def format_report(r: dict) -> str:
     """The report as tables: instructions per MAC per target and backend, the unix ratio, latency estimates."""
     targets = r["targets"]
     head = "| kernel | MACs | " + " | ".join(f"{t} asm | {t} viper | {t} pure" for t in targets) + \
-           " | unix viper/pure | peak heap |"
+           " | unix viper/pure | ulab/pure (micropython-ulab, circuitpython) | peak heap |"
     lines = [f"microdx bench kernels: one-layer models, budget {r['budget_bytes']:,} bytes, instructions per MAC "
              f"(streaming and requantization included; exact on QEMU)", "", head,
-             "|" + "---|" * (4 + 3 * len(targets))]
+             "|" + "---|" * (5 + 3 * len(targets))]
     for k in r["kernels"]:
         cells = []
         for t in targets:
             for b in ARM_BACKENDS:
                 m = k[t][b]
                 cells.append(f"{m['instructions_per_mac']}" + ("" if m["matches_host"] else " (DIFFERS)"))
+        ulab = ", ".join(f"{k[t]['speedup_ulab_vs_pure']}x" + ("" if all(
+            k[t][b]["matches_host"] for b in ULAB_TARGETS[t][2]) else " (DIFFERS)") for t in ULAB_TARGETS if t in k)
         lines.append(f"| {k['kernel']} ({k['what']}) | {k['macs']:,} | " + " | ".join(cells) +
-                     f" | {k['unix']['speedup_viper_vs_pure']}x | {k['unix']['peak_heap_bytes']:,} |")
+                     f" | {k['unix']['speedup_viper_vs_pure']}x | {ulab or 'absent'} | {k['unix']['peak_heap_bytes']:,} |")
     if r["latency_estimate"]:
         boards = list(r["latency_estimate"])
         lines += ["", "estimated latency per inference, asm backend (instructions x assumed cycles/instruction / clock):",

@@ -106,11 +106,13 @@ def run_script(script, args=(), heap: int = 1 << 20, timeout: float = 3600, sour
 
 
 def run(blob_path, x: np.ndarray, board: str = "unix", heap: int | None = None, budget: int | None = None,
-        source: bool = False, progress=None, backend: str | None = None) -> DeviceRun:
+        source: bool = False, progress=None, backend: str | None = None, firmware=None) -> DeviceRun:
     """Run every row of `x` through the blob on the emulated `board` (heap in bytes overrides the profile's).
 
     udx runs precompiled (.mpy, as deployed); `source=True` runs the .py files instead. `backend` ("viper",
-    "python") overrides the kernel backend udx chooses itself; stats["backend"] says which ran.
+    "ulab", "python") overrides the kernel backend udx chooses itself; stats["backend"] says which ran.
+    `firmware` runs another unix-port build: ../shared/targets/micropython-ulab (same .mpy version), or
+    ../shared/targets/circuitpython with source=True.
     `x` must already be in the blob's input dtype (int8 or float32), shape (N, inputs).
     `progress(n)`, if given, is called with the number of inferences done, about 100 times over the run.
     Raises DeviceError(kind, message) when the runtime refuses the blob or the input; for a MemoryError the
@@ -123,7 +125,8 @@ def run(blob_path, x: np.ndarray, board: str = "unix", heap: int | None = None, 
         raise MicrodxError(f"device input must be a 2-D int8 or float32 array, got {x.dtype} {x.shape}")
     if heap > MAX_HEAP:
         raise MicrodxError(f"heap {heap:,} bytes: the emulator runs heaps of at most {MAX_HEAP:,} bytes (1 GiB)")
-    stats, out = _invoke(blob_path, heap, budget, source, x=x, progress=progress, backend=backend) \
+    stats, out = _invoke(blob_path, heap, budget, source, x=x, progress=progress, backend=backend,
+                         firmware=firmware) \
         if heap >= MIN_HEAP else ({
         "error": "MemoryError"}, None)
     if stats.get("error") == "MemoryError":
@@ -150,7 +153,7 @@ def measure(blob_path, budget: int | None = None, source: bool = False) -> dict:
 
 
 def _invoke(blob_path, heap: int, budget, source: bool, x=None, progress=None,
-            backend: str | None = None) -> tuple[dict, bytes | None]:
+            backend: str | None = None, firmware=None) -> tuple[dict, bytes | None]:
     """Run the runner once in a scratch folder; (its stats or {"error": "MemoryError", ...}, the output bytes).
 
     Only fixed relative names and no arguments reach MicroPython (job.txt, model.dxb, in.bin, udx/...): it interns
@@ -163,14 +166,17 @@ def _invoke(blob_path, heap: int, budget, source: bool, x=None, progress=None,
     with tempfile.TemporaryDirectory(prefix="microdx-run-") as tmp:
         tmp = Path(tmp)
         (tmp / "udx").symlink_to(device_path(source) / "udx", target_is_directory=True)
-        (tmp / f"{RUNNER_MODULE}.mpy").symlink_to(compiled / f"{RUNNER_MODULE}.mpy")
+        if source:   # firmwares of another .mpy version (CircuitPython) run the runner from source too
+            (tmp / f"{RUNNER_MODULE}.py").symlink_to(RUNNER)
+        else:
+            (tmp / f"{RUNNER_MODULE}.mpy").symlink_to(compiled / f"{RUNNER_MODULE}.mpy")
         (tmp / "model.dxb").symlink_to(Path(blob_path).resolve())
         if x is None:     # as many zeros as the model reads: the runner needs no second way in
             (tmp / "in.bin").symlink_to("/dev/zero")
         else:
             (tmp / "in.bin").write_bytes(x.astype(x.dtype.newbyteorder("<")).tobytes())
         (tmp / "job.txt").write_text(f"{count} {-1 if budget is None else budget} {every} {backend or 'auto'}")
-        cmd = [micropython(), "-X", f"heapsize={heap}", "-c", f"import {RUNNER_MODULE}"]
+        cmd = [str(firmware or micropython()), "-X", f"heapsize={heap}", "-c", f"import {RUNNER_MODULE}"]
         # MICROPYPATH="" leaves sys.path as [""] under -c: udx is found in the scratch folder only
         env = dict(os.environ, MICROPYPATH="")
         lines = []

@@ -36,13 +36,13 @@ def graph_kernels(graph) -> set[tuple[str, str]]:
 
 def runtime_files(kernels=None) -> dict[str, int]:
     """udx's .mpy files a board needs (bytes each): all of them, or with `kernels` (a blob's (kind, dtype) pairs,
-    graph_kernels) the core and only the kernel modules those need, each with its native twins (MODULE_viper.mpy, MODULE_asm.mpy):
+    graph_kernels) the core and only the kernel modules those need, each with its fast twins (MODULE_viper.mpy, MODULE_asm.mpy, MODULE_ulab.mpy):
     udx imports a kernel module only when a blob names its kind. udx/dense.mpy is core: udx imports it itself."""
     files = emulator.runtime_files()
     modules = kernel_modules()
 
     def with_twin(names):
-        return set(names) | {name.replace(".mpy", twin) for name in names for twin in ("_viper.mpy", "_asm.mpy")}
+        return set(names) | {name.replace(".mpy", twin) for name in names for twin in ("_viper.mpy", "_asm.mpy", "_ulab.mpy")}
 
     optional = with_twin(modules.values()) - with_twin({"udx/dense.mpy"})
     needed = with_twin(modules[k] for k in kernels if k in modules) if kernels is not None else optional
