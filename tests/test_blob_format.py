@@ -62,8 +62,8 @@ def test_docs_byte_example_matches_golden_blob():
 
 
 def test_host_and_device_agree_on_the_layer_kinds_and_every_kernel_class_exists():
-    """blob_format.KIND_DTYPES (what the writer may emit) equals device/udx/model.py KERNELS, whose every entry names
-    a module udx/<kind>.py holding its class."""
+    """blob_format.KIND_DTYPES (what the writer may emit) and device/udx/model.py KERNELS have the same kinds, and
+    every (kind, dtype) maps to a module that names its class kind_dtype."""
     import ast
 
     from microdx.blob_format import KIND_DTYPES
@@ -72,8 +72,12 @@ def test_host_and_device_agree_on_the_layer_kinds_and_every_kernel_class_exists(
     tree = ast.parse((udx / "model.py").read_text())
     kernels = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
                    and getattr(n.targets[0], "id", None) == "KERNELS")
-    entries = [kernels[i:i + 4] for i in range(0, len(kernels), 4)]
-    assert {(kind, dtype) for kind, dtype, _, _ in entries} == KIND_DTYPES and len(entries) == len(KIND_DTYPES)
-    for kind, dtype, module, cls in entries:
-        source = udx / (module.split(".")[1] + ".py")
-        assert cls in {n.name for n in ast.parse(source.read_text()).body if isinstance(n, ast.ClassDef)}, cls
+    table = dict(zip(kernels[::2], kernels[1::2]))
+    assert {k.split("/")[0] for k in table} == {kind for kind, _ in KIND_DTYPES}
+    for kind, dtype in KIND_DTYPES:   # the module a pair maps to names its class kind_dtype (an alias of a class)
+        module = table.get(f"{kind}/{dtype}") or table[kind]
+        body = ast.parse((udx / (module.split(".")[1] + ".py")).read_text()).body
+        classes = {n.name for n in body if isinstance(n, ast.ClassDef)}
+        aliases = {n.targets[0].id: n.value.id for n in body if isinstance(n, ast.Assign)
+                   and isinstance(n.value, ast.Name)}
+        assert aliases.get(f"{kind}_{dtype}") in classes, (kind, dtype, module)

@@ -252,3 +252,8 @@ class Conv2dF32(Conv2dI8):
             o += r
             if trace:
                 trace()
+
+
+# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+conv2d_i8 = Conv2dI8
+conv2d_f32 = Conv2dF32

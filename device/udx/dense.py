@@ -167,7 +167,12 @@ def dense_tile(scratch, x, y, n, r, row, xs, zero, lo):
         y[row + j] = requant_row(acc - xs, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
 
 
+# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+dense_i8 = DenseI8
+
+
 try:   # the ulab twin, where the firmware has ulab; imported last because it uses requant_row from here
+    import ulab   # noqa: F401  first: elsewhere the twin's module is never loaded (its names would cost heap)
     from udx import dense_ulab
 except ImportError:
     dense_ulab = None

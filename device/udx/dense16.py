@@ -142,3 +142,8 @@ class Dense16F32:
             row += r
             if trace:
                 trace()
+
+
+# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+dense16_i8 = Dense16I8
+dense16_f32 = Dense16F32

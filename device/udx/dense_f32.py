@@ -51,3 +51,7 @@ class DenseF32:
             row += r
             if trace:
                 trace()
+
+
+# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+dense_f32 = DenseF32

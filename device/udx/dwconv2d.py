@@ -138,3 +138,8 @@ class Dwconv2dF32(Dwconv2dI8):
             o += r
             if trace:
                 trace()
+
+
+# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+dwconv2d_i8 = Dwconv2dI8
+dwconv2d_f32 = Dwconv2dF32

@@ -73,3 +73,8 @@ class GapF32(GapI8):
             y[ch] = s / n
         if trace:
             trace()
+
+
+# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+gap_i8 = GapI8
+gap_f32 = GapF32

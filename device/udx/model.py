@@ -8,41 +8,43 @@ from udx import blob
 from udx import dense   # noqa: F401  nearly every blob has dense layers: loaded with udx, not mid-open
 from udx.errors import FormatError, TruncatedError, UnsupportedLayerError, BudgetError, InputShapeError
 
-# The kernels this udx has: kind, dtype, module, class, four names per kernel. A flat tuple of literal names costs
-# less heap than a dict of tuples, and literals are interned when udx loads: a name built at open time would be
-# interned then, mid-open, into a fresh qstr pool (measured: +1 KB of peak heap). Modules other than dense are
-# imported only when a blob names them: each costs heap (DESIGN.md §9). A new kernel is one class plus one line.
+# The kernels this udx has: kind (or "kind/dtype" where one dtype lives apart), module; the module names each
+# kernel class "kind_dtype" (dense_i8 = DenseI8). A flat tuple of literal names costs less heap than a dict of
+# tuples, and literals are interned when udx loads; the "kind_dtype" names are interned by their module, so looking
+# one up at open interns nothing new (a name first interned mid-open goes into a fresh qstr pool: measured +1 KB of
+# peak heap). Modules other than dense are imported only when a blob names them: each costs heap (DESIGN.md §9).
+# A new kernel is one module plus one line here.
 KERNELS = (
-    "dense", "i8", "udx.dense", "DenseI8",
-    "dense", "f32", "udx.dense_f32", "DenseF32",
-    "sparse", "i8", "udx.sparse", "SparseI8",
-    "codebook", "i8", "udx.codebook", "CodebookI8",
-    "dense16", "i8", "udx.dense16", "Dense16I8",
-    "dense16", "f32", "udx.dense16", "Dense16F32",
-    "dwconv2d", "i8", "udx.dwconv2d", "Dwconv2dI8",
-    "dwconv2d", "f32", "udx.dwconv2d", "Dwconv2dF32",
-    "gap", "i8", "udx.gap", "GapI8",
-    "gap", "f32", "udx.gap", "GapF32",
-    "avgpool2d", "i8", "udx.pool", "AvgPool2dI8",
-    "avgpool2d", "f32", "udx.pool", "AvgPool2dF32",
-    "maxpool2d", "i8", "udx.pool", "MaxPool2dI8",
-    "maxpool2d", "f32", "udx.pool", "MaxPool2dF32",
-    "conv2d", "i8", "udx.conv2d", "Conv2dI8",
-    "conv2d", "f32", "udx.conv2d", "Conv2dF32",
+    "dense/f32", "udx.dense_f32",
+    "dense", "udx.dense",
+    "sparse", "udx.sparse",
+    "codebook", "udx.codebook",
+    "dense16", "udx.dense16",
+    "conv2d", "udx.conv2d",
+    "dwconv2d", "udx.dwconv2d",
+    "gap", "udx.gap",
+    "avgpool2d", "udx.pool",
+    "maxpool2d", "udx.pool",
+    "act", "udx.act",
+    "softmax", "udx.act",
 )
+DTYPES = ("i8", "f32")
 
 
 def _kernel(kind, dtype):
-    """The layer class for kind/dtype, or None."""
-    for i in range(0, len(KERNELS), 4):
-        if KERNELS[i] == kind and KERNELS[i + 1] == dtype:
-            return getattr(__import__(KERNELS[i + 2], None, None, (KERNELS[i + 3],)), KERNELS[i + 3])
+    """The kernel class for (kind, dtype), importing its module; None if this udx has none."""
+    if dtype not in DTYPES:
+        return None
+    split = kind + "/" + dtype
+    for i in range(0, len(KERNELS), 2):
+        if KERNELS[i] == split or KERNELS[i] == kind:
+            return getattr(__import__(KERNELS[i + 1], None, None, ("x",)), kind + "_" + dtype, None)
     return None
 
 
 def kernel_names():
-    """"kind/dtype" of every kernel, for messages."""
-    return ["%s/%s" % (KERNELS[i], KERNELS[i + 1]) for i in range(0, len(KERNELS), 4)]
+    """The layer kinds this udx has, for messages."""
+    return [KERNELS[i] for i in range(0, len(KERNELS), 2) if "/" not in KERNELS[i]]
 
 DEFAULT_SCRATCH = 16384   # bytes of weight scratch when no budget is given
 ACT_ITEM = {"i8": 1, "f32": 4}
@@ -135,7 +137,7 @@ class Model:
             raise FormatError("header: model has no layers")
         self.layers = []
         whole = []
-        prev, act_max = in_shape, self.n_in
+        prev, n_prev, act_max = in_shape, self.n_in, self.n_in
         smin = sfull = 0
         for i, e in enumerate(entries):
             what = "layer %d" % i
@@ -147,11 +149,11 @@ class Model:
                                             % (what, kind, dtype, ", ".join(kernel_names())))
             if dtype != self.dtype:
                 raise UnsupportedLayerError("%s: dtype %s differs from the model's %s" % (what, dtype, self.dtype))
-            s_in = blob.shape_field(e, "in", what)[0]
+            s_in, n_in = blob.shape_field(e, "in", what)
             s_out, n_out = blob.shape_field(e, "out", what)
-            if s_in != prev:
+            if n_in != n_prev:   # a reshape is free: a layer may view the row-major buffer in its own shape
                 raise FormatError("%s: input shape %r does not follow %r" % (what, s_in, prev))
-            prev = s_out
+            prev, n_prev = s_out, n_out
             act_max = max(act_max, n_out)
             layer = cls(e, what)
             off = blob.int_field(e, "off", 0, 0x7FFFFFFF, what)

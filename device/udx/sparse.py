@@ -150,3 +150,7 @@ def sparse_tile(scratch, x, y, r, row, p0, nv, isz, zero, lo):
             k += 1
         y[row + j] = requant_row(acc - (xs << 7), scratch, bo + 4 * j, bo + 4 * r + 4 * j, zero, lo)
     return -1
+
+
+# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+sparse_i8 = SparseI8

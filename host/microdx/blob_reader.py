@@ -17,7 +17,7 @@ import numpy as np
 from microdx.blob_format import DTYPES, KIND_DTYPES, MAGIC, MAJOR, MAX_HEADER, MAX_META, PREAMBLE, PREAMBLE_SIZE, RECORD_PREFIX
 from microdx.errors import ChecksumError, FormatError, TruncatedError, UnsupportedLayerError, VersionError
 from microdx.ir import Graph, Layer
-from microdx.ops import OPS
+from microdx.ops import OPS, act, softmax
 
 @dataclass
 class Blob:
@@ -106,12 +106,12 @@ def parse(data: bytes) -> Blob:
         tensors = _read_record(data, off, rlen, what)
         name = tensors.pop("__name__")
         s_in, s_out = _shape(e, "in", what), _shape(e, "out", what)
-        if s_in != prev:
+        if math.prod(s_in) != math.prod(prev):   # a reshape is free: a layer may view the buffer in its own shape
             raise FormatError(f"{what}: input shape {list(s_in)} does not follow {list(prev)}")
         prev = s_out
         attrs = {k: e[k] for k in ("act", "zero", "scale") if k in e}
         n_in, n_out = math.prod(s_in), s_out[-1]      # a dense layer takes any input flattened
-        if kind not in ("conv2d", "dwconv2d", "avgpool2d", "maxpool2d") and len(s_out) != 1:
+        if kind not in ("conv2d", "dwconv2d", "avgpool2d", "maxpool2d", "act") and len(s_out) != 1:
             raise FormatError(f"{what}: a {kind} layer outputs a vector, not {list(s_out)}")
         if kind == "codebook":
             attrs["bits"] = _int(e, "bits", 2, 6, what)
@@ -124,6 +124,14 @@ def parse(data: bytes) -> Blob:
             attrs.update(_conv_attrs(e, s_in, s_out, dtype == "i8" and kind in ("conv2d", "dwconv2d"), what))
             if kind != "conv2d" and s_in[2] != s_out[2]:
                 raise FormatError(f"{what}: {kind} keeps the channels, not {s_in[2]} -> {s_out[2]}")
+        if kind in ("act", "softmax"):   # elementwise: the shape is kept; n_in is what the tables are applied to
+            if s_in != s_out or math.prod(s_in) > MAX_DIM or (kind == "softmax" and n_in > softmax.MAX_LOGITS):
+                raise FormatError(f"{what}: {kind} keeps the shape (at most {MAX_DIM} values), not {list(s_in)} -> "
+                                  f"{list(s_out)}")
+            if kind == "act":
+                attrs["func"] = _field(e, "func", str, what)
+                if attrs["func"] not in act.FUNCS:
+                    raise FormatError(f"{what}: unknown activation function {attrs['func']!r}")
         if kind == "gap":
             if len(s_in) != 3 or s_out != (s_in[2],) or math.prod(s_in) > MAX_DIM:
                 raise FormatError(f"{what}: gap maps (H, W, C) to (C,), not {list(s_in)} -> {list(s_out)}")

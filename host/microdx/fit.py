@@ -21,12 +21,16 @@ def _blocks(nbytes: int, block: int) -> int:
 
 @functools.lru_cache(maxsize=None)
 def kernel_modules() -> dict[tuple[str, str], str]:
-    """{(kind, dtype): "udx/MODULE.mpy"} as device/udx/model.py KERNELS lists them (read from the source, so the two
-    cannot disagree)."""
+    """{(kind, dtype): "udx/MODULE.mpy"} for every pair the format carries, as device/udx/model.py KERNELS maps them
+    (read from the source, so the two cannot disagree): a "kind/dtype" entry first, else the kind's."""
+    from microdx.blob_format import KIND_DTYPES
+
     tree = ast.parse((paths.repo_dir("device") / "udx" / "model.py").read_text())
     names = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
                  and getattr(n.targets[0], "id", None) == "KERNELS")
-    return {(names[i], names[i + 1]): "udx/%s.mpy" % names[i + 2].split(".")[1] for i in range(0, len(names), 4)}
+    table = dict(zip(names[::2], names[1::2]))
+    return {(kind, dtype): "udx/%s.mpy" % (table.get(f"{kind}/{dtype}") or table[kind]).split(".")[1]
+            for kind, dtype in KIND_DTYPES if f"{kind}/{dtype}" in table or kind in table}
 
 
 def graph_kernels(graph) -> set[tuple[str, str]]:

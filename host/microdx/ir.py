@@ -52,6 +52,11 @@ def layer_shapes(graph: Graph) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
 
     shapes, cur = [], tuple(graph.input_shape)
     for layer in graph.layers:
+        view = layer.attrs.get("in_shape")   # a reshape is free: a layer may view its input in its own shape
+        if view is not None and tuple(view) != cur:
+            if math.prod(view) != math.prod(cur):
+                raise UnsupportedOpError(f"layer '{layer.name}': takes {list(view)} but receives {list(cur)}")
+            cur = tuple(int(d) for d in view)
         if layer.kind in ("dense", "dense16"):      # a dense layer after a conv takes its output flattened (HWC)
             if math.prod(cur) != layer.tensors["w"].shape[1]:
                 raise UnsupportedOpError(f"layer '{layer.name}': takes {layer.tensors['w'].shape[1]} inputs but "
@@ -148,19 +153,42 @@ def _pool(node, kind, tensors, shape) -> Layer:
 
 # importer op -> what it becomes: an activation fused into the layer before it, or the host-side output post-op
 _ACTS = {"relu": "relu"}
+ACT_FUNCS = ("relu6", "tanh", "sigmoid")   # elementwise layers of their own (kind "act", microdx.ops.act)
+
+
+def _as_2d(node, op, tensors) -> dict:
+    """A 1-D op's tensors as its 2-D kind takes them over a (1, L, C) view: conv1d weights (out, k, in) become
+    (out, 1, k, in); kernel k, stride s and pad (left, right) become (1, k), (1, s) and (0, 0, left, right)."""
+    t = dict(tensors)
+    if op == "conv1d" and t.get("w") is not None:
+        w = np.asarray(t["w"])
+        if w.ndim != 3:
+            raise UnsupportedOpError(f"node '{node}' (conv1d): weights must be (out, k, in), not {list(w.shape)}")
+        t["w"] = w[:, None, :, :]
+    for key, fill in (("kernel", 1), ("stride", 1)):
+        if t.get(key) is not None:
+            t[key] = np.concatenate([[fill], np.asarray(t[key]).reshape(-1)]).astype(np.int64)
+    if t.get("pad") is not None:
+        t["pad"] = np.concatenate([[0, 0], np.asarray(t["pad"]).reshape(-1)]).astype(np.int64)
+    return t
 _POSTS = {"softmax": "softmax", "log_softmax": "log_softmax"}
 
 
 def canonicalize(name, input_shape, ops, labels=()) -> Graph:
     """Build a Graph from an importer's op list, fusing what the runtime fuses.
 
-    `ops` is a list of (op, node name, tensors) with op in {"dense", "conv2d", "affine", "relu", "softmax",
-    "log_softmax", "flatten"}: dense has w (out, in) and b (out,); conv2d (on an (H, W, C) input) has w
+    `ops` is a list of (op, node name, tensors) with op in {"dense", "conv2d", "dwconv2d", "conv1d", "maxpool2d",
+    "avgpool2d", "maxpool1d", "avgpool1d", "gap", "affine", "relu", "relu6", "tanh", "sigmoid", "softmax",
+    "log_softmax", "device_softmax", "flatten", "reshape"}: dense has w (out, in) and b (out,); conv2d (on an (H, W, C) input) has w
     (out, kh, kw, in), b (out,), and optionally stride (sh, sw) and pad (top, bottom, left, right) as int arrays
     (default 1, 1 and 0, 0, 0, 0); affine is an elementwise y = x * scale + shift (input normalisation,
     BatchNormalization, Mul/Add by constants) that the clean pass folds into a dense layer. ReLU fuses into the
     layer before it, Flatten makes an (H, W, C) activation a vector in row-major HWC order (of a vector it is a
-    no-op), a final (log-)softmax becomes `graph.post` (the arg-max is the same without it). Anything else raises
+    no-op), reshape (tensor shape) lets the next layer view the same row-major buffer in a new shape (free, no
+    copy), 1-D convs and pools (weights (out, k, in); kernel, stride, pad (left, right)) run as their 2-D kinds
+    over a (1, L, C) view, relu6 / tanh / sigmoid are layers of kind "act", device_softmax is a softmax computed on
+    the device (kind "softmax"), a final (log-)softmax becomes `graph.post` (the arg-max is the same without it).
+    Anything else raises
     UnsupportedOpError naming the node.
     """
     layers: list[Layer] = []
@@ -206,13 +234,35 @@ def canonicalize(name, input_shape, ops, labels=()) -> Graph:
                                          f"{width} features")
             layers.append(Layer("affine", node, "f32", {"scale": s, "shift": t}, {"act": None}))
         elif op in _ACTS:
-            if not layers or layers[-1].attrs.get("act") is not None:
+            if not layers or layers[-1].attrs.get("act") is not None or layers[-1].kind in ("act", "softmax"):
                 raise UnsupportedOpError(f"node '{node}' ({op}) must directly follow a dense layer "
                                          f"(the runtime fuses it into the layer before it)")
             layers[-1].attrs["act"] = _ACTS[op]
         elif op == "flatten":
             shape = (math.prod(shape),)
             width = shape[0]
+        elif op == "reshape":   # free: the next layer views the row-major buffer in the new shape
+            new = _ints(node, "shape", tensors.get("shape"), np.size(tensors.get("shape")), 1, ())
+            if not new or len(new) > 4 or math.prod(new) != math.prod(shape):
+                raise UnsupportedOpError(f"node '{node}' (reshape): {list(shape)} cannot become {list(new)} "
+                                         f"(1 to 4 dims, the same number of values)")
+            shape, width = new, (new[0] if len(new) == 1 else None)
+        elif op in ("conv1d", "maxpool1d", "avgpool1d"):   # as their 2-D kinds over a (1, L, C) view
+            if len(shape) != 2 and not (len(shape) == 3 and shape[0] == 1):
+                raise UnsupportedOpError(f"node '{node}' ({op}) needs an (L, C) input, not {list(shape)}")
+            shape = (1, *shape[-2:])
+            t = _as_2d(node, op, tensors)
+            if op == "conv1d":
+                layers.append(_conv2d(node, t, shape))
+            else:
+                layers.append(_pool(node, op.replace("1d", "2d"), t, shape))
+            shape, width = layer_shapes(Graph("", shape, layers[-1:]))[0][1], None
+        elif op in ACT_FUNCS:
+            layers.append(Layer("act", node, "f32", {}, {"act": None, "func": op}))
+        elif op == "device_softmax":
+            if len(shape) != 1:
+                raise UnsupportedOpError(f"node '{node}' (softmax) needs a vector of logits, not {list(shape)}")
+            layers.append(Layer("softmax", node, "f32", {}, {"act": None}))
         elif op in _POSTS:
             post = _POSTS[op]
         else:
