@@ -62,14 +62,14 @@ def test_docs_byte_example_matches_golden_blob():
 
 
 def test_host_and_device_agree_on_the_layer_kinds_and_every_kernel_class_exists():
-    """blob_format.KIND_DTYPES (what the writer may emit) and device/udx/model.py KERNELS have the same kinds, and
+    """blob_format.KIND_DTYPES (what the writer may emit) and device/udx/plan.py KERNELS have the same kinds, and
     every (kind, dtype) maps to a module that names its class kind_dtype."""
     import ast
 
     from microdx.blob_format import KIND_DTYPES
 
     udx = Path(__file__).parents[1] / "device" / "udx"
-    tree = ast.parse((udx / "model.py").read_text())
+    tree = ast.parse((udx / "plan.py").read_text())
     kernels = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
                    and getattr(n.targets[0], "id", None) == "KERNELS")
     table = dict(zip(kernels[::2], kernels[1::2]))

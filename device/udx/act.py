@@ -167,7 +167,7 @@ class SoftmaxI8(_Table, SoftmaxF32):
             trace()
 
 
-# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+# the kernel classes by "kind_dtype", the names udx.plan looks up (its KERNELS)
 act_i8 = ActI8
 act_f32 = ActF32
 softmax_i8 = SoftmaxI8

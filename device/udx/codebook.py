@@ -101,5 +101,5 @@ def codebook_tile(scratch, x, y, n, r, row, xs, zero, lo, bits):
         y[row + j] = requant_row(acc - xs, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
 
 
-# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+# the kernel classes by "kind_dtype", the names udx.plan looks up (its KERNELS)
 codebook_i8 = CodebookI8

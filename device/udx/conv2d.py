@@ -254,6 +254,6 @@ class Conv2dF32(Conv2dI8):
                 trace()
 
 
-# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+# the kernel classes by "kind_dtype", the names udx.plan looks up (its KERNELS)
 conv2d_i8 = Conv2dI8
 conv2d_f32 = Conv2dF32

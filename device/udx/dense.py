@@ -167,7 +167,7 @@ def dense_tile(scratch, x, y, n, r, row, xs, zero, lo):
         y[row + j] = requant_row(acc - xs, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
 
 
-# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+# the kernel classes by "kind_dtype", the names udx.plan looks up (its KERNELS)
 dense_i8 = DenseI8
 
 

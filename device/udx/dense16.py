@@ -144,6 +144,6 @@ class Dense16F32:
                 trace()
 
 
-# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+# the kernel classes by "kind_dtype", the names udx.plan looks up (its KERNELS)
 dense16_i8 = Dense16I8
 dense16_f32 = Dense16F32

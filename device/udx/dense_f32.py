@@ -53,5 +53,5 @@ class DenseF32:
                 trace()
 
 
-# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+# the kernel classes by "kind_dtype", the names udx.plan looks up (its KERNELS)
 dense_f32 = DenseF32

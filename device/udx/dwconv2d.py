@@ -140,6 +140,6 @@ class Dwconv2dF32(Dwconv2dI8):
                 trace()
 
 
-# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+# the kernel classes by "kind_dtype", the names udx.plan looks up (its KERNELS)
 dwconv2d_i8 = Dwconv2dI8
 dwconv2d_f32 = Dwconv2dF32

@@ -75,6 +75,6 @@ class GapF32(GapI8):
             trace()
 
 
-# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+# the kernel classes by "kind_dtype", the names udx.plan looks up (its KERNELS)
 gap_i8 = GapI8
 gap_f32 = GapF32

@@ -1,61 +1,20 @@
-# Model: opens a .dxb blob, checks it, plans RAM inside a budget, then streams the layers
-# from the file on every predict(). Peak heap = two activation buffers + one scratch buffer +
+# Model: the scheduler. Opens a .dxb blob, has udx.plan read its layer table and size the RAM inside a budget,
+# allocates those buffers, checks the records, then streams the layers from the file through them on every
+# predict(), each through its kernel (udx/<kind>.py). Peak heap = two activation buffers + one scratch buffer +
 # small per-layer plans, whatever the model's size.
 import array
 import gc
 
-from udx import blob
+from udx import blob, plan
 from udx import dense   # noqa: F401  nearly every blob has dense layers: loaded with udx, not mid-open
-from udx.errors import FormatError, TruncatedError, UnsupportedLayerError, BudgetError, InputShapeError
-
-# The kernels this udx has: kind (or "kind/dtype" where one dtype lives apart), module; the module names each
-# kernel class "kind_dtype" (dense_i8 = DenseI8). A flat tuple of literal names costs less heap than a dict of
-# tuples, and literals are interned when udx loads; the "kind_dtype" names are interned by their module, so looking
-# one up at open interns nothing new (a name first interned mid-open goes into a fresh qstr pool: measured +1 KB of
-# peak heap). Modules other than dense are imported only when a blob names them: each costs heap (DESIGN.md §9).
-# A new kernel is one module plus one line here.
-KERNELS = (
-    "dense/f32", "udx.dense_f32",
-    "dense", "udx.dense",
-    "sparse", "udx.sparse",
-    "codebook", "udx.codebook",
-    "dense16", "udx.dense16",
-    "conv2d", "udx.conv2d",
-    "dwconv2d", "udx.dwconv2d",
-    "gap", "udx.gap",
-    "avgpool2d", "udx.pool",
-    "maxpool2d", "udx.pool",
-    "act", "udx.act",
-    "softmax", "udx.act",
-)
-DTYPES = ("i8", "f32")
-
-
-def _kernel(kind, dtype):
-    """The kernel class for (kind, dtype), importing its module; None if this udx has none."""
-    if dtype not in DTYPES:
-        return None
-    split = kind + "/" + dtype
-    for i in range(0, len(KERNELS), 2):
-        if KERNELS[i] == split or KERNELS[i] == kind:
-            return getattr(__import__(KERNELS[i + 1], None, None, ("x",)), kind + "_" + dtype, None)
-    return None
-
-
-def kernel_names():
-    """The layer kinds this udx has, for messages."""
-    return [KERNELS[i] for i in range(0, len(KERNELS), 2) if "/" not in KERNELS[i]]
-
-DEFAULT_SCRATCH = 16384   # bytes of weight scratch when no budget is given
-ACT_ITEM = {"i8": 1, "f32": 4}
-
+from udx.errors import InputShapeError
 
 class Model:
     """A .dxb model streamed from flash.
 
     Model(path, budget=None, verify=True): `budget` is the RAM in bytes the runtime may hold for activations and
     weight scratch (the interpreter, udx's code and the parsed header come on top, see docs). With no
-    budget, the scratch is the whole largest layer or DEFAULT_SCRATCH bytes, whichever is smaller.
+    budget, the scratch is the whole largest layer or udx.plan.DEFAULT_SCRATCH bytes, whichever is smaller.
     `verify`: check every payload's CRC32 (and sparse index bounds) at open, reading the whole file once;
     False skips that for a blob on storage you trust (a ROMFS image you built, a copy checked at deploy):
     the header and record metas are still checked, payloads are not.
@@ -83,10 +42,12 @@ class Model:
         # 66.5 KB heap when read once, 48 KB when read twice);
         # then the layer table again, and last the records (many small objects).
         size = blob.file_size(self._f)
-        act_max, smin, sfull, whole = self._table(size)[1:]
+        act_max, smin, sfull, whole = plan.read_table(self, self._f, size)[1:]
+        self.layers = None   # the first reading's kernels: garbage before the buffers are allocated
         gc.collect()
-        self._plan(budget, act_max, smin, sfull, whole)
-        entries = self._table(size)[0]
+        plan.buffers(self, budget, act_max, smin, sfull)
+        self._allocate(budget, act_max, whole)
+        entries = plan.read_table(self, self._f, size)[0]
         self.flash_bytes_per_inference = 0
         for i, layer in enumerate(self.layers):
             buf = self._resident.get(i)
@@ -115,94 +76,11 @@ class Model:
                     layer.verify(f, check, what)
         self.macs = sum(layer.macs for layer in self.layers)
 
-    def _table(self, size):
-        """Read and check the header; make self.layers (the kernels, unbound). Returns (layer entries, the largest
-        activation in elements, the smallest and the whole-layer scratch in bytes)."""
-        f = self._f
-        h = blob.read_header(f, size)
-        self.name = h.get("model", "")
-        self.labels = h.get("labels") or []
-        inp = blob.field(h, "input", dict, "header")
-        out = blob.field(h, "output", dict, "header")
-        self.dtype = blob.field(inp, "dtype", str, "input")
-        if self.dtype not in ACT_ITEM:
-            raise UnsupportedLayerError("input dtype %r is not supported (i8, f32)" % self.dtype)
-        if self.dtype == "i8":   # real = scale * (q - zero)
-            self.input_q = (blob.field(inp, "scale", float, "input"), blob.int_field(inp, "zero", -128, 127, "input"))
-            self.output_q = (blob.field(out, "scale", float, "output"), blob.int_field(out, "zero", -128, 127, "output"))
-        in_shape, self.n_in = blob.shape_field(inp, "shape", "input")
-        out_shape, self.n_out = blob.shape_field(out, "shape", "output")
-        entries = blob.field(h, "layers", list, "header")
-        if not entries:
-            raise FormatError("header: model has no layers")
-        self.layers = []
-        whole = []
-        prev, n_prev, act_max = in_shape, self.n_in, self.n_in
-        smin = sfull = 0
-        for i, e in enumerate(entries):
-            what = "layer %d" % i
-            kind = blob.field(e, "kind", str, what)
-            dtype = blob.field(e, "dtype", str, what)
-            cls = _kernel(kind, dtype)
-            if cls is None:
-                raise UnsupportedLayerError("%s: no kernel for %s/%s in this udx (has: %s)"
-                                            % (what, kind, dtype, ", ".join(kernel_names())))
-            if dtype != self.dtype:
-                raise UnsupportedLayerError("%s: dtype %s differs from the model's %s" % (what, dtype, self.dtype))
-            s_in, n_in = blob.shape_field(e, "in", what)
-            s_out, n_out = blob.shape_field(e, "out", what)
-            if n_in != n_prev:   # a reshape is free: a layer may view the row-major buffer in its own shape
-                raise FormatError("%s: input shape %r does not follow %r" % (what, s_in, prev))
-            prev, n_prev = s_out, n_out
-            act_max = max(act_max, n_out)
-            layer = cls(e, what)
-            off = blob.int_field(e, "off", 0, 0x7FFFFFFF, what)
-            rlen = blob.int_field(e, "len", 8, 0x7FFFFFFF, what)
-            if off + rlen > size:
-                raise TruncatedError("%s: record of %d bytes at offset %d runs past the end of the file "
-                                          "(%d bytes)" % (what, rlen, off, size))
-            if layer.payload_bytes() > rlen:
-                raise FormatError("%s: %r -> %r needs %d bytes of tensors but its record has %d"
-                                  % (what, s_in, s_out, layer.payload_bytes(), rlen))
-            lo, hi = layer.scratch_bytes()
-            smin, sfull = max(smin, lo), max(sfull, hi)
-            whole.append(hi if getattr(layer, "views", None) and self.dtype == "i8" else 0)
-            self.layers.append(layer)
-        if prev != out_shape:
-            raise FormatError("output shape %r does not match the last layer's %r" % (out_shape, prev))
-        return entries, act_max, smin, sfull, whole
-
-    def _plan(self, budget, act_max, smin, sfull, whole):
-        """Size the scratch inside `budget` (bytes), raise BudgetError if impossible, then allocate."""
-        item = ACT_ITEM[self.dtype]
-        self.act_bytes = (2 * act_max + self.n_out) * item
-        # Arrays are built from a zeroed bytes object of their size, so each briefly needs twice its size:
-        # count them double. The i8 scratch is a bytearray (no copy); the f32 one is an array.
-        fixed = 2 * self.act_bytes
-        per = 1 if self.dtype == "i8" else 2
-        if budget is None:
-            scratch = min(sfull, max(smin, DEFAULT_SCRATCH))
-        else:
-            room = (budget - fixed) // per
-            if room < smin:
-                need = fixed + per * smin
-                raise BudgetError(
-                    "model needs at least %d bytes (activations %d + one output row of the widest layer %d) "
-                    "but the budget is %d: short by %d bytes; raise the budget or narrow the widest layer"
-                    % (need, fixed, per * smin, budget, need - budget))
-            scratch = min(sfull, room)
-        self.scratch_bytes = scratch
-        self.budget_bytes = fixed + per * scratch
-        self.layers = None   # the first reading's kernels: garbage before the buffers are allocated
-        gc.collect()
-        need = self.act_bytes + scratch
-        free = gc.mem_free()
-        if need > free:   # it would fail anyway: say why before allocating (conv activations can be this big)
-            least = self.act_bytes + smin
-            raise MemoryError("model needs %d bytes of buffers (activations %d + scratch %d) but the heap has %d "
-                              "free: short by %d bytes; %s" % (need, self.act_bytes, scratch, free, need - free,
-                              "lower the budget (one-row tiles need %d)" % least if least <= free else
-                              "even one-row tiles need %d: use a board with more heap" % least))
+    def _allocate(self, budget, act_max, whole):
+        """Allocate the buffers udx.plan.buffers sized, then the layer cache: budget left beyond the scratch keeps
+        whole layers resident (int8 kernels with tile views; `whole` holds each layer's bytes, 0 where it cannot be
+        kept), largest first, so that repeated inference reads them from flash only once."""
+        scratch = self.scratch_bytes
         if self.dtype == "i8":
             self._scratch = bytearray(scratch)
             self._a = array.array("b", bytes(act_max))
@@ -213,9 +91,6 @@ class Model:
             self._a = array.array("f", bytes(4 * act_max))
             self._b = array.array("f", bytes(4 * act_max))
             self._out = array.array("f", bytes(4 * self.n_out))
-        # Layer cache: budget left beyond the scratch keeps whole layers resident (int8 kernels with tile views;
-        # `whole` holds each layer's bytes, 0 where it cannot be kept), largest first, so that repeated inference
-        # reads them from flash only once
         self._resident = {}
         left = 0 if budget is None else (budget - self.budget_bytes)
         for i in sorted(range(len(whole)), key=lambda i: -whole[i]):

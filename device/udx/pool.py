@@ -110,7 +110,7 @@ class MaxPool2dF32(AvgPool2dF32):
     is_max = 1
 
 
-# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+# the kernel classes by "kind_dtype", the names udx.plan looks up (its KERNELS)
 avgpool2d_i8 = AvgPool2dI8
 maxpool2d_i8 = MaxPool2dI8
 avgpool2d_f32 = AvgPool2dF32

@@ -152,5 +152,5 @@ def sparse_tile(scratch, x, y, r, row, p0, nv, isz, zero, lo):
     return -1
 
 
-# the kernel classes by "kind_dtype", the names udx.model looks up (its KERNELS)
+# the kernel classes by "kind_dtype", the names udx.plan looks up (its KERNELS)
 sparse_i8 = SparseI8

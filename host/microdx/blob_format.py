@@ -20,7 +20,7 @@ def align(n: int) -> int:
     """n rounded up to the payload alignment (bytes)."""
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
-# (layer kind, dtype) pairs the device runtime has kernels for (device/udx/model.py KERNELS; a test checks both agree)
+# (layer kind, dtype) pairs the device runtime has kernels for (device/udx/plan.py KERNELS; a test checks both agree)
 KIND_DTYPES = {("dense", "i8"), ("dense", "f32"), ("sparse", "i8"), ("codebook", "i8"), ("dense16", "i8"),
                ("dense16", "f32"), ("conv2d", "i8"), ("conv2d", "f32"), ("dwconv2d", "i8"), ("dwconv2d", "f32"),
                ("gap", "i8"), ("gap", "f32"), ("avgpool2d", "i8"), ("avgpool2d", "f32"), ("maxpool2d", "i8"),

@@ -21,11 +21,11 @@ def _blocks(nbytes: int, block: int) -> int:
 
 @functools.lru_cache(maxsize=None)
 def kernel_modules() -> dict[tuple[str, str], str]:
-    """{(kind, dtype): "udx/MODULE.mpy"} for every pair the format carries, as device/udx/model.py KERNELS maps them
+    """{(kind, dtype): "udx/MODULE.mpy"} for every pair the format carries, as device/udx/plan.py KERNELS maps them
     (read from the source, so the two cannot disagree): a "kind/dtype" entry first, else the kind's."""
     from microdx.blob_format import KIND_DTYPES
 
-    tree = ast.parse((paths.repo_dir("device") / "udx" / "model.py").read_text())
+    tree = ast.parse((paths.repo_dir("device") / "udx" / "plan.py").read_text())
     names = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
                  and getattr(n.targets[0], "id", None) == "KERNELS")
     table = dict(zip(names[::2], names[1::2]))

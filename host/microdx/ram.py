@@ -1,4 +1,4 @@
-"""The device's RAM plan, computed on the host (must agree with device/udx/model.py; a test checks it)."""
+"""The device's RAM plan, computed on the host (must agree with device/udx/plan.py; a test checks it)."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 from microdx.ir import Graph, layer_shapes
 from microdx.ops import op
 
-DEFAULT_SCRATCH = 16384  # bytes; device/udx/model.py DEFAULT_SCRATCH
+DEFAULT_SCRATCH = 16384  # bytes; device/udx/plan.py DEFAULT_SCRATCH
 
 
 def plan(graph: Graph) -> dict:
