@@ -175,14 +175,17 @@ def test_circuitpython_pure_python_is_bit_exact(blobs, tmp_path):
         np.testing.assert_array_equal(device, reference.run(g, xs[name]), err_msg=name)
 
 
-@pytest.mark.skipif(not qemu.available("qemu-m0"), reason="needs ../shared/targets/qemu-m0 and qemu-system-arm")
+@pytest.mark.parametrize("target", ["qemu-m0", "qemu-m3"])
 @pytest.mark.parametrize("backend", ["asm", "viper"])
-def test_native_backends_on_the_rp2040_instruction_set(blobs, backend):
-    """qemu-m0 executes armv6m only, as the RP2040's Cortex-M0+ (a Thumb-2 instruction would fault): the viper
-    twins and the asm_thumb inner loop compiled for it are bit-exact; asm is what udx picks there."""
+def test_native_backends_on_the_mcu_instruction_sets(blobs, target, backend):
+    """qemu-m0 executes armv6m only, as the RP2040's Cortex-M0+ (a Thumb-2 instruction would fault), qemu-m3 has
+    31-bit small ints and 32-bit viper ints: on both the viper twins and the asm_thumb loops compiled for them are
+    bit-exact on every test model (odd shapes, uneven tiles, extreme inputs); asm is what udx picks there."""
+    if not qemu.available(target):
+        pytest.skip(f"needs ../shared/targets/{target} and qemu-system-arm")
     for name, (path, g, budget) in blobs.items():
         x = _inputs(g.input_size, rows=3)
-        r = qemu.run(path, x, "qemu-m0", budget=budget, backend=backend)
+        r = qemu.run(path, x, target, budget=budget, backend=backend)
         assert r["backend"] == backend
         np.testing.assert_array_equal(r["outputs"], reference.run(g, x), err_msg=name)
 

@@ -14,6 +14,7 @@ def test_bench_kernels_json(capsys):
     for k in kernels.values():
         assert k["unix"]["viper"]["matches_host"] and k["unix"]["python"]["matches_host"], k["kernel"]
         assert k["unix"]["speedup_viper_vs_pure"] > 0 and k["unix"]["peak_heap_bytes"] > 0
+        assert k["unix"]["host_numpy_s_per_inference"] > 0 and k["unix"]["viper_time_vs_numpy"] > 0
         for target in r["targets"]:
             assert all(k[target][b]["matches_host"] for b in ("asm", "viper", "python")), (k["kernel"], target)
         for target, backends in (("micropython-ulab", ("ulab", "viper", "python")), ("circuitpython", ("ulab", "python"))):

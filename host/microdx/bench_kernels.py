@@ -4,7 +4,7 @@ Each kernel runs as a one-layer model of a typical size (KERNELS below). On the 
 (../shared/targets/qemu-m3, -m0 for the RP2040's instruction set, -m33 for the RP2350's), QEMU counts instructions
 exactly: instructions per MAC for each backend, streaming from /flash and requantization included, and whether the
 outputs equal the host reference. On the unix port (this PC: noisy, so only a ratio from one run): the viper/pure
-speed ratio and the peak heap; on ../shared/targets/micropython-ulab and circuitpython (float32, no native code),
+speed ratio, the peak heap and how many times numpy's host reference (C speed) is faster than viper; on ../shared/targets/micropython-ulab and circuitpython (float32, no native code),
 the ulab backend against the others, as ratios from one run. Latency per board is an estimate: instructions on the board's target x its assumed
 cycles per instruction / its clock (boards/*.json: qemu_target, assumed_cycles_per_instruction, clock_hz).
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +138,11 @@ def run(progress=None) -> dict:
                 unix["peak_heap_bytes"] = r.stats["peak_heap_bytes"]
             unix["speedup_viper_vs_pure"] = round(unix["python"]["s_per_inference"] /
                                                   max(unix["viper"]["s_per_inference"], 1e-12), 1)
+            t0 = time.perf_counter()   # the C-speed reference: numpy's integer path on this PC, same rows
+            reference.run(graph, x)
+            unix["host_numpy_s_per_inference"] = (time.perf_counter() - t0) / len(x)
+            unix["viper_time_vs_numpy"] = round(unix["viper"]["s_per_inference"] /
+                                                max(unix["host_numpy_s_per_inference"], 1e-12), 1)
             rows[name]["unix"] = unix
             rows[name].update(_ulab_targets(blob, x, expected))
             step()
@@ -203,10 +209,10 @@ def format_report(r: dict) -> str:
     """The report as tables: instructions per MAC per target and backend, the unix ratio, latency estimates."""
     targets = r["targets"]
     head = "| kernel | MACs | " + " | ".join(f"{t} asm | {t} viper | {t} pure" for t in targets) + \
-           " | unix viper/pure | ulab/pure (micropython-ulab, circuitpython) | peak heap |"
+           " | unix viper/pure | unix viper time / numpy | ulab/pure (micropython-ulab, circuitpython) | peak heap |"
     lines = [f"microdx bench kernels: one-layer models, budget {r['budget_bytes']:,} bytes, instructions per MAC "
              f"(streaming and requantization included; exact on QEMU)", "", head,
-             "|" + "---|" * (5 + 3 * len(targets))]
+             "|" + "---|" * (6 + 3 * len(targets))]
     for k in r["kernels"]:
         cells = []
         for t in targets:
@@ -216,7 +222,7 @@ def format_report(r: dict) -> str:
         ulab = ", ".join(f"{k[t]['speedup_ulab_vs_pure']}x" + ("" if all(
             k[t][b]["matches_host"] for b in ULAB_TARGETS[t][2]) else " (DIFFERS)") for t in ULAB_TARGETS if t in k)
         lines.append(f"| {k['kernel']} ({k['what']}) | {k['macs']:,} | " + " | ".join(cells) +
-                     f" | {k['unix']['speedup_viper_vs_pure']}x | {ulab or 'absent'} | {k['unix']['peak_heap_bytes']:,} |")
+                     f" | {k['unix']['speedup_viper_vs_pure']}x | {k['unix']['viper_time_vs_numpy']}x | {ulab or 'absent'} | {k['unix']['peak_heap_bytes']:,} |")
     if r["latency_estimate"]:
         boards = list(r["latency_estimate"])
         lines += ["", "estimated latency per inference, asm backend (instructions x assumed cycles/instruction / clock):",
