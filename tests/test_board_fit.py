@@ -30,7 +30,7 @@ def test_small_blob_fits_rp2040(blobs, capsys):
     mpy = fit.runtime_files({("dense", "i8")})    # an int8 dense blob needs no other kernel module on the board
     assert set(emulator.runtime_files()) - set(mpy) == {f"udx/{k}{v}.mpy" for k in ("sparse", "codebook", "dense16",
                                                                                     "conv2d", "dwconv2d", "gap", "pool", "act")
-                                                        for v in ("", "_viper")} | {"udx/dense_f32.mpy"}
+                                                        for v in ("", "_viper")} | {"udx/dense_f32.mpy", "udx/conv2d_ulab.mpy"}
     assert r["flash"]["fits"] and r["flash"]["block_bytes"] == 4096
     assert r["flash"]["runtime_files_bytes"] == sum(-(-n // 4096) * 4096 for n in mpy.values())   # whole blocks
     assert r["flash"]["blob_on_fs_bytes"] == -(-r["flash"]["blob_bytes"] // 4096) * 4096

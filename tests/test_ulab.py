@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from microdx import emulator, reference
-from test_backends import CIRCUITPYTHON, MODELS, TARGETS, _inputs, blobs  # noqa: F401  (blobs: a fixture)
+from microdx import blob_writer
+from test_backends import CIRCUITPYTHON, MODELS, TARGETS, _cnn, _inputs, blobs  # noqa: F401  (blobs: a fixture)
 
 MICROPYTHON_ULAB = TARGETS / "micropython-ulab"
 needs_ulab = pytest.mark.skipif(not MICROPYTHON_ULAB.is_file(), reason="needs ../shared/targets/micropython-ulab")
@@ -87,8 +88,23 @@ def test_backend_choice_on_the_ulab_firmwares(tmp_path):
               "try:\n    udx.use_backend('asm')\nexcept ImportError:\n    print('no asm')\n")
     assert _run(MICROPYTHON_ULAB, script, tmp_path)[:3] == ["viper", "ulab", "no asm"]   # viper is faster on x64
     if CIRCUITPYTHON.is_file():
-        assert _run(CIRCUITPYTHON, script.replace("asm", "viper"), tmp_path)[:3] == ["ulab", "ulab", "no viper"]
+        assert _run(CIRCUITPYTHON, script.replace("asm", "viper") + "from udx import conv2d, dense\n"
+                    "print(dense.dense_ulab is not None, conv2d.conv2d_ulab is not None)\n",
+                    tmp_path)[:4] == ["ulab", "ulab", "no viper", "True True"]
     no_ulab = subprocess.run([emulator.micropython(), "-c", "import udx\ntry:\n    udx.use_backend('ulab')\n"
                               "except ImportError as e:\n    print(e)"], capture_output=True, text=True,
                              env={"MICROPYPATH": str(emulator.device_path(source=True))})
     assert "no ulab backend on this firmware" in no_ulab.stdout
+
+
+@needs_cp
+def test_conv_windows_beyond_the_exact_bound_use_the_reference(tmp_path):
+    """A 3x3 window over 64 channels has 576 weights, more than a float32 dot keeps exact (514): the ulab conv twin
+    hands it to the reference; a 3x3 window over 8 channels (72) goes through ulab; both bit-exact."""
+    for shape, out in (((6, 6, 64), 8), ((12, 12, 8), 12)):
+        g = _cnn(shape, [(out, (3, 3), (1, 1), (1, 1, 1, 1))])
+        blob_writer.write(g, tmp_path / "c.dxb")
+        x = _inputs(g.input_size, rows=3)
+        run = emulator.run(tmp_path / "c.dxb", x, heap=512 * 1024, firmware=CIRCUITPYTHON, source=True)
+        assert run.stats["backend"] == "ulab"
+        np.testing.assert_array_equal(run.outputs, reference.run(g, x), err_msg=str(shape))

@@ -117,8 +117,8 @@ class Conv2dI8:
         self.last = tile_views(scratch, self.k, last) if last else self.full
 
     def tile(self):
-        """The tile kernel: the native twin while the backend is viper, else the reference."""
-        fast = backends.twin(conv2d_viper)
+        """The tile kernel: the backend's twin (udx/backends.py), else the reference."""
+        fast = backends.twin(conv2d_viper, None, conv2d_ulab)
         return fast.conv_tile if fast else conv_tile
 
     def forward(self, f, x, y, scratch, trace):
@@ -257,3 +257,10 @@ class Conv2dF32(Conv2dI8):
 # the kernel classes by "kind_dtype", the names udx.plan looks up (its KERNELS)
 conv2d_i8 = Conv2dI8
 conv2d_f32 = Conv2dF32
+
+
+try:   # the ulab twin, where the firmware has ulab; imported last because it uses conv_tile from here
+    import ulab   # noqa: F401  first: elsewhere the twin's module is never loaded
+    from udx import conv2d_ulab
+except ImportError:
+    conv2d_ulab = None
