@@ -54,3 +54,27 @@ def test_check_int32():
     check_int32("ok", np.array([-(2**31), 2**31 - 1]))
     with pytest.raises(AssertionError, match="x leaves int32"):
         check_int32("x", np.array([2**31]))
+
+
+def test_tflite_requantization_in_int32_limbs_equals_its_int64_definition():
+    """TFLite's double-rounding MultiplyByQuantizedMultiplier and its single-rounding form, computed with 15-bit
+    limbs inside int32 (what the device will run), equal their literal int64 definitions on random values, rounding
+    halves and the int32 extremes."""
+    from microdx.fixedpoint import tflite_requantize, tflite_requantize_int64, tflite_requantize_single_int64
+
+    rng = np.random.default_rng(31)
+    n = 200_000
+    acc = rng.integers(-2**31, 2**31, size=n)
+    acc[:8] = [-2**31, 2**31 - 1, 0, -1, 1, -2**30, 2**30, 12345]
+    mult = rng.integers(2**30, 2**31, size=n)
+    mult[:4] = [2**31 - 1, 2**30, 0, 1]
+    shift = rng.integers(-31, 1, size=n)
+    np.testing.assert_array_equal(tflite_requantize(acc, mult, shift), tflite_requantize_int64(acc, mult, shift))
+    np.testing.assert_array_equal(tflite_requantize(acc, mult, shift, single=True),
+                                  tflite_requantize_single_int64(acc, mult, shift))
+    halves = rng.integers(-2**20, 2**20, size=n)          # mult 2**30 = 0.5: every odd value is a half
+    for single, ref in ((False, tflite_requantize_int64), (True, tflite_requantize_single_int64)):
+        np.testing.assert_array_equal(tflite_requantize(halves, 2**30, shift % 9 - 8, single),
+                                      ref(halves, 2**30, shift % 9 - 8))
+    assert tflite_requantize(-3, 2**30, -1).item() == -1 and tflite_requantize(-3, 2**30, -1, True).item() == -1
+    assert tflite_requantize(3, 2**30, -1).item() == 1 and tflite_requantize(-5, 2**30, -1).item() == -1

@@ -68,3 +68,104 @@ def requantize(acc, m, s):
     total = p_hi + (p_lo >> 16) + (np.int64(1) << (s - 17))
     check_int32("requant sum", total)
     return total >> (s - 16)
+
+
+# --- TFLite's requantization (the int8 TFLite importer keeps a model's own multipliers) -------------------------
+# TFLite stores each real multiplier as a Q31 integer M in [2**30, 2**31) and a shift (MultiplyByQuantizedMultiplier
+# in its reference kernels): x << max(shift, 0), then SaturatingRoundingDoublingHighMul(x, M) = the 64-bit product
+# 2*x*M divided by 2**32, rounded half away from zero in C's division (the nudge 2**30, or 1 - 2**30 below zero),
+# then RoundingDivideByPOT by max(-shift, 0): an arithmetic shift right that rounds half away from zero.
+# tflite_requantize computes exactly that with 15-bit limbs, so that no product or sum leaves int32 (products of
+# 15-bit limbs are below 2**30: MicroPython's small ints on an MCU hold them), as the device does.
+
+def tflite_requantize_int64(acc, mult, shift):
+    """TFLite's MultiplyByQuantizedMultiplier, literally, in int64 (the definition tflite_requantize is checked
+    against). acc: int32 values; mult: Q31 multipliers in [0, 2**31); shift: ints in [-31, 30]."""
+    x = np.asarray(acc, dtype=np.int64) << np.maximum(np.asarray(shift, dtype=np.int64), 0)
+    ab = x * np.asarray(mult, dtype=np.int64)
+    nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
+    s = ab + nudge
+    high = np.where(s >= 0, s >> 31, -((-s) >> 31))          # C's division truncates toward zero
+    e = np.maximum(-np.asarray(shift, dtype=np.int64), 0)
+    mask = (np.int64(1) << e) - 1
+    threshold = (mask >> 1) + (high < 0)
+    return (high >> e) + ((high & mask) > threshold)
+
+
+def _product_limbs(x, mult):
+    """(x < 0, limbs of P = |x| * mult): five 15-bit limbs, least significant first (the last may be wider), for
+    int32 x and 0 <= mult < 2**31. Every product and column sum stays inside int32 (asserted)."""
+    neg = x < 0
+    a = np.abs(x)                      # <= 2**31: |INT32_MIN| fits the limbs (15 + 15 + 2 bits)
+    a0, a1, a2 = a & 0x7FFF, (a >> 15) & 0x7FFF, a >> 30
+    b0, b1, b2 = mult & 0x7FFF, (mult >> 15) & 0x7FFF, mult >> 30
+    limbs, c = [], np.zeros_like(a)
+    for column in ((a0 * b0,), (a0 * b1, a1 * b0), (a0 * b2, a2 * b0, a1 * b1), (a1 * b2, a2 * b1), (a2 * b2,)):
+        for product in column:             # each < 2**30; a column's running sum stays < 2**31
+            c = c + product
+            check_int32("requant column", c)
+        limbs.append(c & 0x7FFF if len(limbs) < 4 else c)
+        c = c >> 15
+    return neg, limbs
+
+
+def _high_mul(x, mult):
+    """SaturatingRoundingDoublingHighMul(x, mult) for int32 x and 0 <= mult < 2**31: from P = |x| * mult in limbs,
+    floor((P + 2**30 - [x < 0]) / 2**31) with the sign: TFLite's nudge and truncating division."""
+    neg, (r0, r1, r2, r3, r4) = _product_limbs(x, mult)
+    low = r0 + (r1 << 15) - neg                   # bits 0..29 of P, less the borrow of a negative x: >= -1
+    t2 = r2 + 1 + (low >> 30)                     # limb 2 plus the nudge 2**30 (its bit 0) and that borrow
+    high = (t2 >> 1) + (r3 << 14) + (r4 << 29)    # bits 31 and up
+    check_int32("requant high word", high)
+    return np.where(neg, -high, high)
+
+
+def _round_shift(x, mult, t):
+    """round(x * mult / 2**t), halves up, exactly ((x * mult + 2**(t-1)) >> t in int64, TFLite's single rounding)
+    for int32 x, 0 <= mult < 2**31, 1 <= t <= 62, in limbs: the bits of P = |x| * mult from t up, bit t - 1, and
+    whether any bit below it is set, then the sign."""
+    neg, limbs = _product_limbs(x, mult)
+    q = np.zeros_like(x)
+    half = np.zeros_like(x)
+    below = np.zeros_like(x, dtype=bool)
+    for i, r in enumerate(limbs):   # limbs hold disjoint bits: P >> t is the sum of each limb's bits from t up
+        lo_bit = 15 * i
+        up = lo_bit - t
+        part = np.where(up >= 0, r << np.maximum(up, 0), r >> np.minimum(np.maximum(-up, 0), 40))
+        q = q + part
+        check_int32("requant quotient", q)
+        k = t - 1 - lo_bit            # where bit t - 1 sits in this limb
+        inside = (k >= 0) & (k < (15 if i < 4 else 40))
+        kk = np.clip(k, 0, 39)
+        half = np.where(inside, (r >> kk) & 1, half)
+        below |= np.where(k >= (15 if i < 4 else 40), r != 0, False) | np.where(inside, (r & ((1 << kk) - 1)) != 0,
+                                                                                  False)
+    # positive: (P + 2**(t-1)) >> t = q + half; negative: -((P + 2**(t-1) - 1) >> t) = -(q + (half and below))
+    return np.where(neg, -(q + (half & below)), q + half)
+
+
+def tflite_requantize_single_int64(acc, mult, shift):
+    """TFLite's single-rounding multiply, literally, in int64: (acc * mult + 2**(30 - shift)) >> (31 - shift)."""
+    t = 31 - np.asarray(shift, dtype=np.int64)
+    return (np.asarray(acc, dtype=np.int64) * np.asarray(mult, dtype=np.int64) + (np.int64(1) << (t - 1))) >> t
+
+
+def tflite_requantize(acc, mult, shift, single=False):
+    """TFLite's MultiplyByQuantizedMultiplier(acc, mult, shift) elementwise, exactly, every intermediate inside
+    int32 (asserted): what the device computes for a TFLite model's layers. acc: int32 values; mult: Q31
+    multipliers in [0, 2**31); shift: ints in [-31, 30] (left when positive). `single`: the single-rounding form
+    round(acc * mult / 2**(31 - shift)), halves up, which TFLite's per-channel FULLY_CONNECTED reference computes
+    (measured on the fixtures); the default is the double rounding of its convolutions and ADD."""
+    acc = np.broadcast_to(np.asarray(acc, dtype=np.int64), np.broadcast_shapes(np.shape(acc), np.shape(mult)))
+    mult = np.broadcast_to(np.asarray(mult, dtype=np.int64), acc.shape)
+    shift = np.broadcast_to(np.asarray(shift, dtype=np.int64), acc.shape)
+    check_int32("accumulator", acc)
+    if single:
+        return _round_shift(acc, mult, 31 - shift)
+    x = acc << np.maximum(shift, 0)
+    check_int32("requant left shift", x)
+    high = _high_mul(x, mult)
+    e = np.maximum(-shift, 0)
+    mask = (np.int64(1) << e) - 1
+    threshold = (mask >> 1) + (high < 0)
+    return (high >> e) + ((high & mask) > threshold)
