@@ -57,7 +57,7 @@ def test_check_int32():
 
 
 def test_tflite_requantization_in_int32_limbs_equals_its_int64_definition():
-    """TFLite's double-rounding MultiplyByQuantizedMultiplier and its single-rounding form, computed with 15-bit
+    """TFLite's double-rounding MultiplyByQuantizedMultiplier and its single-rounding form, computed with 14-bit
     limbs inside int32 (what the device will run), equal their literal int64 definitions on random values, rounding
     halves and the int32 extremes."""
     from microdx.fixedpoint import tflite_requantize, tflite_requantize_int64, tflite_requantize_single_int64

@@ -75,8 +75,8 @@ def requantize(acc, m, s):
 # in its reference kernels): x << max(shift, 0), then SaturatingRoundingDoublingHighMul(x, M) = the 64-bit product
 # 2*x*M divided by 2**32, rounded half away from zero in C's division (the nudge 2**30, or 1 - 2**30 below zero),
 # then RoundingDivideByPOT by max(-shift, 0): an arithmetic shift right that rounds half away from zero.
-# tflite_requantize computes exactly that with 15-bit limbs, so that no product or sum leaves int32 (products of
-# 15-bit limbs are below 2**30: MicroPython's small ints on an MCU hold them), as the device does.
+# tflite_requantize computes exactly that with 14-bit limbs, so that no product or column sum leaves MicroPython's
+# 31-bit small ints on an MCU (nor int32), as the device does (udx/tflq.py).
 
 def tflite_requantize_int64(acc, mult, shift):
     """TFLite's MultiplyByQuantizedMultiplier, literally, in int64 (the definition tflite_requantize is checked
@@ -92,56 +92,58 @@ def tflite_requantize_int64(acc, mult, shift):
     return (high >> e) + ((high & mask) > threshold)
 
 
+LIMB = 14   # bits per limb: a column of three limb products and a carry stays below 2**30 (an MCU's small ints)
+
+
 def _product_limbs(x, mult):
-    """(x < 0, limbs of P = |x| * mult): five 15-bit limbs, least significant first (the last may be wider), for
-    int32 x and 0 <= mult < 2**31. Every product and column sum stays inside int32 (asserted)."""
+    """(x < 0, limbs of P = |x| * mult): five 14-bit limbs, least significant first (the last may be wider), for
+    int32 x and 0 <= mult < 2**31. Every product and column sum stays below 2**30 (asserted inside int32)."""
     neg = x < 0
-    a = np.abs(x)                      # <= 2**31: |INT32_MIN| fits the limbs (15 + 15 + 2 bits)
-    a0, a1, a2 = a & 0x7FFF, (a >> 15) & 0x7FFF, a >> 30
-    b0, b1, b2 = mult & 0x7FFF, (mult >> 15) & 0x7FFF, mult >> 30
+    a = np.abs(x)                      # <= 2**31: |INT32_MIN| fits the limbs (14 + 14 + 4 bits)
+    mask = (1 << LIMB) - 1
+    a0, a1, a2 = a & mask, (a >> LIMB) & mask, a >> 2 * LIMB
+    b0, b1, b2 = mult & mask, (mult >> LIMB) & mask, mult >> 2 * LIMB
     limbs, c = [], np.zeros_like(a)
     for column in ((a0 * b0,), (a0 * b1, a1 * b0), (a0 * b2, a2 * b0, a1 * b1), (a1 * b2, a2 * b1), (a2 * b2,)):
-        for product in column:             # each < 2**30; a column's running sum stays < 2**31
+        for product in column:
             c = c + product
-            check_int32("requant column", c)
-        limbs.append(c & 0x7FFF if len(limbs) < 4 else c)
-        c = c >> 15
+            if np.size(c) and c.max() >= 1 << 30:
+                raise AssertionError("requant column leaves the 31-bit small ints")
+        limbs.append(c & mask if len(limbs) < 4 else c)
+        c = c >> LIMB
     return neg, limbs
 
 
-def _high_mul(x, mult):
-    """SaturatingRoundingDoublingHighMul(x, mult) for int32 x and 0 <= mult < 2**31: from P = |x| * mult in limbs,
-    floor((P + 2**30 - [x < 0]) / 2**31) with the sign: TFLite's nudge and truncating division."""
-    neg, (r0, r1, r2, r3, r4) = _product_limbs(x, mult)
-    low = r0 + (r1 << 15) - neg                   # bits 0..29 of P, less the borrow of a negative x: >= -1
-    t2 = r2 + 1 + (low >> 30)                     # limb 2 plus the nudge 2**30 (its bit 0) and that borrow
-    high = (t2 >> 1) + (r3 << 14) + (r4 << 29)    # bits 31 and up
-    check_int32("requant high word", high)
-    return np.where(neg, -high, high)
-
-
 def _round_shift(x, mult, t):
-    """round(x * mult / 2**t), halves up, exactly ((x * mult + 2**(t-1)) >> t in int64, TFLite's single rounding)
-    for int32 x, 0 <= mult < 2**31, 1 <= t <= 62, in limbs: the bits of P = |x| * mult from t up, bit t - 1, and
-    whether any bit below it is set, then the sign."""
+    """x * mult / 2**t rounded half away from zero, exactly as TFLite rounds, for int32 x, 0 <= mult < 2**31 and
+    1 <= t <= 62: floor((P + 2**(t-1)) / 2**t) for P = |x| * mult, and below zero -floor((P + 2**(t-1) - 1) / 2**t),
+    which is the truncating division of TFLite's nudged high multiply (t = 31) and its single-rounding multiply
+    (t = 31 - shift) alike. From the limbs: the bits of P from t up, bit t - 1, and whether any bit below is set."""
     neg, limbs = _product_limbs(x, mult)
     q = np.zeros_like(x)
     half = np.zeros_like(x)
     below = np.zeros_like(x, dtype=bool)
     for i, r in enumerate(limbs):   # limbs hold disjoint bits: P >> t is the sum of each limb's bits from t up
-        lo_bit = 15 * i
+        lo_bit = LIMB * i
         up = lo_bit - t
-        part = np.where(up >= 0, r << np.maximum(up, 0), r >> np.minimum(np.maximum(-up, 0), 40))
+        width = LIMB if i < 4 else 40
+        part = np.where(up >= 0, r << np.clip(up, 0, 62), r >> np.clip(-up, 0, 62))
         q = q + part
         check_int32("requant quotient", q)
         k = t - 1 - lo_bit            # where bit t - 1 sits in this limb
-        inside = (k >= 0) & (k < (15 if i < 4 else 40))
-        kk = np.clip(k, 0, 39)
+        inside = (k >= 0) & (k < width)
+        kk = np.clip(k, 0, width - 1)
         half = np.where(inside, (r >> kk) & 1, half)
-        below |= np.where(k >= (15 if i < 4 else 40), r != 0, False) | np.where(inside, (r & ((1 << kk) - 1)) != 0,
-                                                                                  False)
-    # positive: (P + 2**(t-1)) >> t = q + half; negative: -((P + 2**(t-1) - 1) >> t) = -(q + (half and below))
+        below |= ((k >= width) & (r != 0)) | (inside & ((r & ((np.int64(1) << kk) - 1)) != 0))
     return np.where(neg, -(q + (half & below)), q + half)
+
+
+def _high_mul(x, mult):
+    """SaturatingRoundingDoublingHighMul(x, mult) for int32 x and 0 <= mult < 2**31 (mult never INT32_MIN, so it
+    never saturates): the 64-bit 2 x mult over 2**32 with TFLite's nudge and truncating division."""
+    high = _round_shift(x, mult, 31)
+    check_int32("requant high word", high)
+    return high
 
 
 def tflite_requantize_single_int64(acc, mult, shift):
@@ -152,7 +154,7 @@ def tflite_requantize_single_int64(acc, mult, shift):
 
 def tflite_requantize(acc, mult, shift, single=False):
     """TFLite's MultiplyByQuantizedMultiplier(acc, mult, shift) elementwise, exactly, every intermediate inside
-    int32 (asserted): what the device computes for a TFLite model's layers. acc: int32 values; mult: Q31
+    int32 (asserted): what the device computes for a TFLite model's layers (udx/tflq.py). acc: int32 values; mult: Q31
     multipliers in [0, 2**31); shift: ints in [-31, 30] (left when positive). `single`: the single-rounding form
     round(acc * mult / 2**(31 - shift)), halves up, which TFLite's per-channel FULLY_CONNECTED reference computes
     (measured on the fixtures); the default is the double rounding of its convolutions and ADD."""
