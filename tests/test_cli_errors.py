@@ -26,6 +26,11 @@ def _text(content):
     return lambda p: p.write_text(content)
 
 
+def _fixture(name):
+    from pathlib import Path
+    return lambda p: p.write_bytes((Path(__file__).parent / "fixtures" / name).read_bytes())
+
+
 def _good_model(p):
     g = random_graph([16, 12, 4], seed=5)
     npz.save(p, [("dense", {"w": g.layers[0].tensors["w"], "b": g.layers[0].tensors["b"]}), ("relu", {}),
@@ -98,6 +103,9 @@ FILES = {
     "short.dxb": _text("uDXB"),
     "folder": lambda p: p.mkdir(),
     "text.onnx": _text("not a protobuf at all\n"),
+    "junk.tflite": _text("not a flatbuffer\n"),
+    "int8.tflite": _fixture("tflite/mlp.tflite"),
+    "residual.tflite": _fixture("tflite/residual_f32.tflite"),
     "nan-weights.npz": _savez(kinds=np.array(["dense"]), **{"0.w": np.where(W > 2, np.nan, W)}),
     "object-weights.npz": _savez(kinds=np.array(["dense"]), **{"0.w": W.astype(object)}),
     "two-unsupported.onnx": _onnx([_node("Gemm", ["x", "w"], "h", "fc", transB=1), _node("Tanh", ["h"], "t", "squash"),
@@ -160,6 +168,12 @@ CASES = [
     ("model: a folder", ["convert", "{d}/folder", "-o", "{out}/m.dxb", "--float"], "folder"),
     ("model: text file named .onnx", ["convert", "{d}/text.onnx", "-o", "{out}/m.dxb", "--float"],
      "ModelFileError: {d}/text.onnx is not a readable ONNX model"),
+    ("model: not a .tflite", ["convert", "{d}/junk.tflite", "-o", "{out}/m.dxb", "--float"],
+     "ModelFileError: {d}/junk.tflite: not a .tflite file"),
+    ("model: int8 .tflite (its own quantization is not kept yet)", ["convert", "{d}/int8.tflite", "-o", "{out}/m.dxb",
+                                                                     "--float"], "an int8 .tflite model"),
+    ("model: .tflite with a residual ADD, op named", ["convert", "{d}/residual.tflite", "-o", "{out}/m.dxb", "--float"],
+     "op 'functional_3_1/re_lu_1/Relu' (ADD): residual connections are not imported yet"),
     ("model: NaN weight in .npz", ["convert", "{d}/nan-weights.npz", "-o", "{out}/m.dxb", "--float"],
      "node 'dense0': tensor 'w' holds nan at index"),
     ("model: object array in .npz", ["convert", "{d}/object-weights.npz", "-o", "{out}/m.dxb", "--float"],

@@ -88,7 +88,7 @@ def test_npz_errors(tmp_path):
     np.savez(tmp_path / "nokinds.npz", w=np.ones(2))
     with pytest.raises(UnsupportedOpError, match="no 'kinds'"):
         importers.load(tmp_path / "nokinds.npz")
-    with pytest.raises(MicrodxError, match=".npz and .onnx"):
+    with pytest.raises(MicrodxError, match=".npz, .onnx and .tflite"):
         importers.load(tmp_path / "model.h5")
 
 

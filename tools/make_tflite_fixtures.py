@@ -8,7 +8,8 @@ differently), on random int8 inputs and edge cases (all -128, all 127, all the i
 for models that end in a softmax the logits before it are recorded too (experimental_preserve_all_tensors).
 
 Writes tests/fixtures/tflite/NAME.tflite and NAME.npz (x: int8 inputs (N, *shape); y: int8 outputs; logits: int8
-pre-softmax outputs where there is a softmax). Needs tensorflow-cpu 2.21 and ai-edge-litert (not project dependencies:
+pre-softmax outputs where there is a softmax), and the float model NAME_f32.tflite with NAME_f32.npz (x: 16 normal
+float inputs, y: TFLite's float outputs). Needs tensorflow-cpu 2.21 and ai-edge-litert (not project dependencies:
 the fixtures are committed, the tests only read them). Usage: python tools/make_tflite_fixtures.py [--out DIR]
 """
 from __future__ import annotations
@@ -87,6 +88,28 @@ def _convert(model, shape, rng):
     return conv.convert()
 
 
+def _convert_float(model):
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def _float_outputs(flat: bytes, shape, rng):
+    """(x, y) of the float model from TFLite's reference kernels, on 16 normal random inputs."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_content=flat, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    x = rng.normal(size=(16, *shape)).astype(np.float32)
+    ys = []
+    for row in x:
+        it.set_tensor(inp["index"], row[None])
+        it.invoke()
+        ys.append(it.get_tensor(out["index"])[0].copy())
+    return x, np.stack(ys)
+
+
 def _reference_outputs(flat: bytes, shape, rng, softmax: bool):
     """(x, y, logits or None) from TFLite's reference kernels."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -132,6 +155,11 @@ def main(argv=None):
             arrays["logits"] = logits
         np.savez_compressed(args.out / f"{name}.npz", **arrays)
         print(f"{name}: {len(flat):,} bytes, {len(x)} inputs, outputs {y.shape[1:]}")
+        flat = _convert_float(model)   # the float model, for microdx to quantize itself
+        x, y = _float_outputs(flat, shape, rng)
+        (args.out / f"{name}_f32.tflite").write_bytes(flat)
+        np.savez_compressed(args.out / f"{name}_f32.npz", x=x, y=y)
+        print(f"{name}_f32: {len(flat):,} bytes")
 
 
 if __name__ == "__main__":

@@ -49,9 +49,12 @@ def _array(z, key: str, path) -> np.ndarray:
 
 
 def _rows(arr: np.ndarray, key: str, path) -> np.ndarray:
-    """`arr` as (N, features); a 1-D array is one row."""
+    """`arr` as (N, features); a 1-D array is one row, and (N, *input_shape) rows (e.g. N x 49 x 10 x 1 for a conv
+    model) are flattened in row-major order, the HWC order the device's buffers hold."""
     if arr.ndim == 1:
         arr = arr[None, :]
+    if arr.ndim > 2 and arr.shape[0] > 0:
+        arr = arr.reshape(len(arr), -1)
     if arr.ndim != 2:
         raise DataFileError(f"{path}: {key} has shape {arr.shape}; expected (N, features)")
     if len(arr) == 0 or arr.shape[1] == 0:

@@ -8,7 +8,8 @@ from microdx.ir import Graph
 
 
 def load(path) -> Graph:
-    """Import the model at `path` (.npz or .onnx) as a float Graph (raw: run the clean pass before quantizing)."""
+    """Import the model at `path` (.npz, .onnx or a float .tflite) as a float Graph (raw: run the clean pass before
+    quantizing)."""
     if Path(path).is_dir():
         raise ModelFileError(f"{path} is a directory, not a model file")
     suffix = Path(path).suffix.lower()
@@ -18,4 +19,7 @@ def load(path) -> Graph:
     if suffix == ".onnx":
         from microdx.importers import onnx_import
         return onnx_import.load(path)
-    raise MicrodxError(f"cannot import '{path}': supported model files are .npz and .onnx")
+    if suffix == ".tflite":
+        from microdx.importers import tflite
+        return tflite.load(path)
+    raise MicrodxError(f"cannot import '{path}': supported model files are .npz, .onnx and .tflite")

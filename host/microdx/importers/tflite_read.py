@@ -39,7 +39,7 @@ class Tensor:
 @dataclass
 class Op:
     op: str
-    name: str                         # the op's first output tensor name, what TFLite tools show
+    name: str                         # the op's first output tensor name (up to a ';'), what TFLite tools show
     inputs: list[int]                 # tensor indices, -1 for an absent optional input
     outputs: list[int]
     options: dict = field(default_factory=dict)
@@ -73,9 +73,10 @@ def read(path) -> TfliteModel:
             name = opcode2name(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
             outs = [int(t) for t in o.OutputsAsNumpy()]
             if name not in SUPPORTED:
-                raise UnsupportedOpError(f"{path}: op '{tensors[outs[0]].name}' is {name}, which microdx cannot "
+                raise UnsupportedOpError(f"{path}: op '{tensors[outs[0]].name.split(';')[0]}' is {name}, which microdx cannot "
                                          f"convert; supported: {', '.join(SUPPORTED)}")
-            ops.append(Op(name, tensors[outs[0]].name, [int(t) for t in o.InputsAsNumpy()], outs,
+            # the output tensor's name, up to the first ';' (TFLite joins the names of fused ops)
+            ops.append(Op(name, tensors[outs[0]].name.split(";")[0], [int(t) for t in o.InputsAsNumpy()], outs,
                           _options(name, o)))
         return TfliteModel(tensors, ops, [int(t) for t in g.InputsAsNumpy()], [int(t) for t in g.OutputsAsNumpy()])
     except (UnsupportedOpError, ModelFileError):

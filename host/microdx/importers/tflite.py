@@ -1,0 +1,109 @@
+"""Import a float .tflite model as a float Graph, which microdx then quantizes like an ONNX model.
+
+A sequential chain of FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D (depth multiplier 1), AVERAGE_POOL_2D,
+MAX_POOL_2D, RESHAPE and a final SOFTMAX, with fused RELU / RELU6, NHWC as TFLite stores it (microdx's HWC: no
+transposes; conv weights are OHWI in both). SAME padding becomes TFLite's explicit padding (the extra cell after).
+int8 .tflite files are refused for now: importing them means keeping TFLite's own quantization and arithmetic
+(microdx.importers.tflite_read reproduces it on the host; the device side comes next).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from microdx.errors import UnsupportedOpError
+from microdx.importers import tflite_read
+from microdx.ir import Graph, canonicalize
+
+
+def load(path) -> Graph:
+    """The float Graph of the float .tflite model at `path`."""
+    m = tflite_read.read(path)
+    t = m.tensors
+    if len(m.inputs) != 1 or len(m.outputs) != 1:
+        raise UnsupportedOpError(f"{path}: {len(m.inputs)} inputs and {len(m.outputs)} outputs; microdx imports "
+                                 f"models with one of each")
+    inp = t[m.inputs[0]]
+    if inp.dtype != np.float32:
+        raise UnsupportedOpError(
+            f"{path}: an int8 .tflite model (input '{inp.name}' is {np.dtype(inp.dtype).name}); microdx does not yet "
+            f"keep a TFLite model's own quantization: convert the float model (TFLiteConverter without "
+            f"optimizations) and let microdx quantize it")
+    shape = tuple(inp.shape[1:])
+    ops, cur, post = [], m.inputs[0], []
+    for op in m.ops:
+        where = f"{path}: op '{op.name}' ({op.op})"
+        if op.op == "ADD":
+            raise UnsupportedOpError(f"{where}: residual connections are not imported yet (they need a skip buffer "
+                                     f"in the device's RAM plan)")
+        if op.inputs[0] != cur:
+            raise UnsupportedOpError(f"{where} does not read the previous op's output: microdx imports sequential "
+                                     f"models only (residual ADDs come with the skip buffer)")
+        if post:
+            raise UnsupportedOpError(f"{where} follows the SOFTMAX; only a final softmax is supported")
+        ops += _convert(op, t, shape, where)
+        cur = op.outputs[0]
+        if op.op == "SOFTMAX":
+            post.append(op)
+        shape = tuple(t[cur].shape[1:])
+    if cur != m.outputs[0]:
+        raise UnsupportedOpError(f"{path}: the output is not the last op's")
+    return canonicalize(Path(path).stem, tuple(inp.shape[1:]), ops)
+
+
+def _const(t, i, where, what):
+    if i < 0:
+        return None
+    if t[i].data is None:
+        raise UnsupportedOpError(f"{where}: its {what} '{t[i].name}' is not a constant")
+    return t[i].data.astype(np.float32)
+
+
+def _act(op) -> list:
+    act = op.options.get("act")
+    return [(act, op.name + "/" + act, {})] if act else []
+
+
+def _convert(op, t, shape, where) -> list:
+    """The canonicalize ops (microdx.ir) of one TFLite op on an input of `shape` (without the batch)."""
+    name = op.name
+    if op.op == "FULLY_CONNECTED":
+        ops = [("flatten", name + "/flatten", {})] if len(shape) > 1 else []
+        return ops + [("dense", name, {"w": _const(t, op.inputs[1], where, "weights"),
+                                       "b": _const(t, op.inputs[2], where, "bias") if len(op.inputs) > 2 else None})
+                      ] + _act(op)
+    if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        w = _const(t, op.inputs[1], where, "weights")
+        if op.op == "DEPTHWISE_CONV_2D":
+            if op.options["multiplier"] != 1 or w.shape[3] != shape[2]:
+                raise UnsupportedOpError(f"{where}: depth multiplier {op.options['multiplier']}; microdx supports 1")
+            w = w[0].transpose(2, 0, 1)                  # (1, kh, kw, C) -> (C, kh, kw)
+        kh, kw = (w.shape[1], w.shape[2])
+        tensors = {"w": w, "b": _const(t, op.inputs[2], where, "bias") if len(op.inputs) > 2 else None,
+                   "stride": np.array(op.options["stride"]), "pad": np.array(_pad(op, shape, kh, kw))}
+        return [("conv2d" if op.op == "CONV_2D" else "dwconv2d", name, tensors)] + _act(op)
+    if op.op in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        kh, kw = op.options["kernel"]
+        kind = "avgpool2d" if op.op == "AVERAGE_POOL_2D" else "maxpool2d"
+        return [(kind, name, {"kernel": np.array([kh, kw]), "stride": np.array(op.options["stride"]),
+                              "pad": np.array(_pad(op, shape, kh, kw))})] + _act(op)
+    if op.op == "RESHAPE":
+        new = tuple(t[op.outputs[0]].shape[1:])
+        if math.prod(new) != math.prod(shape):
+            raise UnsupportedOpError(f"{where}: reshapes {list(shape)} to {list(new)}")
+        return [("flatten", name, {})] if len(new) == 1 else [("reshape", name, {"shape": np.array(new)})]
+    if op.op == "SOFTMAX":
+        if op.options.get("beta", 1.0) != 1.0:
+            raise UnsupportedOpError(f"{where}: softmax beta {op.options['beta']}; microdx supports 1")
+        return [("softmax", name, {})]
+    raise UnsupportedOpError(f"{where}: microdx cannot convert {op.op} from a float .tflite yet")
+
+
+def _pad(op, shape, kh, kw) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) as TFLite pads: SAME puts the odd cell after, VALID pads nothing."""
+    if not op.options["same"]:
+        return 0, 0, 0, 0
+    sh, sw = op.options["stride"]
+    return (*tflite_read.same_padding(shape[0], kh, sh), *tflite_read.same_padding(shape[1], kw, sw))
