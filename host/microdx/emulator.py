@@ -87,9 +87,11 @@ def compiled_device_dir(arch: str | None = None) -> Path:
     return out
 
 
-def runtime_files() -> dict[str, int]:
-    """udx's files as deployed to a board: {"udx/NAME.mpy": size in bytes}, compiled by mpy-cross."""
-    udx = compiled_device_dir() / "udx"
+def runtime_files(arch: str | None = None) -> dict[str, int]:
+    """udx's files as deployed to a board: {"udx/NAME.mpy": size in bytes}, compiled by mpy-cross for `arch` (its
+    -march; default the unix port's). Native code differs in size per architecture, and only Arm builds get the
+    asm twins."""
+    udx = compiled_device_dir(arch) / "udx"
     return {f"udx/{f.name}": f.stat().st_size for f in sorted(udx.glob("*.mpy"))}
 
 

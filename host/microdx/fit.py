@@ -38,11 +38,12 @@ def graph_kernels(graph) -> set[tuple[str, str]]:
     return {(layer.kind, layer.dtype) for layer in graph.layers}
 
 
-def runtime_files(kernels=None) -> dict[str, int]:
-    """udx's .mpy files a board needs (bytes each): all of them, or with `kernels` (a blob's (kind, dtype) pairs,
-    graph_kernels) the core and only the kernel modules those need, each with its fast twins (MODULE_viper.mpy, MODULE_asm.mpy, MODULE_ulab.mpy):
-    udx imports a kernel module only when a blob names its kind. udx/dense.mpy is core: udx imports it itself."""
-    files = emulator.runtime_files()
+def runtime_files(kernels=None, arch: str | None = None) -> dict[str, int]:
+    """udx's .mpy files a board needs (bytes each), compiled for `arch` (the board's mpy_march; default the unix
+    port's): all of them, or with `kernels` (a blob's (kind, dtype) pairs, graph_kernels) the core and only the kernel
+    modules those need, each with its fast twins (MODULE_viper.mpy, MODULE_asm.mpy, MODULE_ulab.mpy): udx imports a
+    kernel module only when a blob names its kind. udx/dense.mpy is core: udx imports it itself."""
+    files = emulator.runtime_files(arch)
     modules = kernel_modules()
 
     def with_twin(names):
@@ -54,13 +55,13 @@ def runtime_files(kernels=None) -> dict[str, int]:
 
 
 def flash(blob_bytes: int, board: str, kernels=None) -> dict:
-    """Flash check (bytes): the board's filesystem (flash_fs_bytes) less udx's .mpy files (runtime_files(kernels):
-    with the blob's (kind, dtype) pairs, only the kernels it uses), each rounded up to the filesystem block (fs_block_bytes,
+    """Flash check (bytes): the board's filesystem (flash_fs_bytes) less udx's .mpy files compiled for the board's
+    architecture (runtime_files(kernels, mpy_march): with the blob's (kind, dtype) pairs, only the kernels it uses), each rounded up to the filesystem block (fs_block_bytes,
     1 if unknown), against the blob rounded the same way.
     fits is None when the board's filesystem size varies (flash_fs_bytes null)."""
     profile = boards.load(board)
     fs, block = profile["flash_fs_bytes"], profile.get("fs_block_bytes") or 1
-    runtime = sum(_blocks(n, block) for n in runtime_files(kernels).values())
+    runtime = sum(_blocks(n, block) for n in runtime_files(kernels, profile.get("mpy_march")).values())
     report = {"fits": None, "filesystem_bytes": fs, "block_bytes": block, "runtime_files_bytes": runtime,
               "blob_bytes": blob_bytes, "blob_on_fs_bytes": _blocks(blob_bytes, block)}
     if fs is None:
