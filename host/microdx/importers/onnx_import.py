@@ -3,7 +3,8 @@
 Only the nodes the chosen output depends on are read. Nodes whose inputs are all constant are folded with
 onnx's own reference evaluator (Constant, Identity on a weight, Cast, Reshape/Transpose of a weight, ...).
 Every other node must continue the single data chain; one function per ONNX op turns it into microdx ops
-(dense, affine, relu, softmax), as tinygrad's onnx.py does. Elementwise affines (input normalisation,
+(dense, affine, relu, softmax), as tinygrad's onnx.py does; on (N, C, H, W) inputs the CNN converters of onnx_cnn
+(Conv, pools, BatchNormalization folded into the conv, Clip as ReLU6, Flatten in CHW order) take over. Elementwise affines (input normalisation,
 BatchNormalization, Mul/Add/Sub/Div by constants) are folded into dense layers later by the clean pass.
 
 scikit-learn's classifier tail (ArgMax -> ArrayFeatureExtractor -> Reshape -> Cast for the label, ZipMap for the
@@ -19,6 +20,7 @@ import onnx
 from onnx import numpy_helper
 
 from microdx.errors import ModelFileError, UnsupportedOpError
+from microdx.importers import onnx_cnn
 from microdx.ir import Graph, canonicalize
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
@@ -30,10 +32,9 @@ ALTERNATIVES = {
                "train with 3+ classes or use MLPRegressor",
     "Tanh": "ReLU (activation='relu' in scikit-learn, nn.ReLU in PyTorch)",
     "LeakyRelu": "ReLU", "Elu": "ReLU", "Selu": "ReLU", "Gelu": "ReLU", "HardSigmoid": "ReLU", "PRelu": "ReLU",
-    "Clip": "ReLU (ReLU6 / Clip comes with the CNN kernels)",
-    "Conv": "Gemm/Linear layers for now (CNN import is planned)",
-    "MaxPool": "Gemm/Linear layers for now (CNN import is planned)",
-    "AveragePool": "Gemm/Linear layers for now (CNN import is planned)",
+    "Clip": "ReLU (Clip(0, 6) is supported after a Conv)",
+    "Conv": "a Conv on a (batch, C, H, W) input: a (batch, features) model has no spatial axes",
+    "MaxPool": "a pool on a (batch, C, H, W) input", "AveragePool": "a pool on a (batch, C, H, W) input",
     "LSTM": "an MLP over stacked frames", "GRU": "an MLP over stacked frames",
     "ArgMax": "export the scores (scikit-learn: keep its default label + probability outputs)",
     "ZipMap": "skl2onnx options={'zipmap': False}, or keep both default outputs",
@@ -316,18 +317,24 @@ def load(path) -> Graph:
                                  f"({', '.join(i.name for i in inputs)}); microdx converts models with one input")
     inp = inputs[0]
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
-    if len(dims) != 2 or not dims[1]:
-        raise UnsupportedOpError(f"{path}: input '{inp.name}' has shape {dims}; expected (batch, features) "
-                                 f"(CNN inputs are not supported yet)")
+    if len(dims) == 4 and all(dims[1:]):          # a CNN: (N, C, H, W) in ONNX, (H, W, C) in microdx
+        width = (dims[2], dims[3], dims[1])
+    elif len(dims) == 2 and dims[1]:
+        width = dims[1]
+    else:
+        raise UnsupportedOpError(f"{path}: input '{inp.name}' has shape {dims}; expected (batch, features) or "
+                                 f"(batch, C, H, W)")
+    input_shape = width if isinstance(width, tuple) else (width,)
     output, labels = select_output(g, consts)
-    tail, width, ops, problems = inp.name, dims[1], [], []
+    tail, ops, problems, chw = inp.name, [], [], None
     for i, node in enumerate(_needed(g, output)):
         name = _name(node, i)
         data_in = [x for x in node.input if x and x not in consts]
         if not data_in:                                  # constants only: fold
             consts.update(_fold(node, consts, opsets, name))
             continue
-        conv = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx", "ai.onnx.ml") else None
+        table = onnx_cnn.CONVERTERS if isinstance(width, tuple) else CONVERTERS   # (H, W, C) maps or vectors
+        conv = table.get(node.op_type) if node.domain in ("", "ai.onnx", "ai.onnx.ml") else None
         if conv is None:
             hint = ALTERNATIVES.get(node.op_type, f"one of {', '.join(SUPPORTED)}")
             problems.append(f"node '{name}' uses op '{node.op_type}' (instead: {hint})")
@@ -338,7 +345,17 @@ def load(path) -> Graph:
             ins = [None if x in data_in else consts.get(x) if x else None for x in node.input]
             try:
                 new, width = conv(name, ins, _attrs(node), width)
-                ops += new
+                for op in new:
+                    if op[0] == "fold_bn":
+                        onnx_cnn.fold_bn(ops, op[1], op[2]["scale"], op[2]["shift"])
+                    elif op[0] == "flatten":     # ONNX flattens (C, H, W): the next dense layer reads HWC
+                        chw = op[2]["chw"]
+                        ops.append(("flatten", op[1], {}))
+                    else:
+                        if op[0] == "dense" and chw is not None:
+                            op = (op[0], op[1], {**op[2], "w": onnx_cnn.hwc_columns(op[2]["w"], chw)})
+                            chw = None
+                        ops.append(op)
             except UnsupportedOpError as e:
                 problems.append(str(e))
         tail = node.output[0]
@@ -347,4 +364,4 @@ def load(path) -> Graph:
                                  + "; ".join(problems))
     if not labels:
         labels = next((p.value.split(",") for p in model.metadata_props if p.key == "labels"), [])
-    return canonicalize(g.name or Path(path).stem, (dims[1],), ops, labels)
+    return canonicalize(g.name or Path(path).stem, input_shape, ops, labels)
