@@ -18,6 +18,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "tflite"
     ("mlp_f32", ["dense", "dense", "act", "dense"]),                         # RELU fused, RELU6 a table layer
     ("cnn_f32", ["conv2d", "conv2d", "act", "maxpool2d", "dense"]),          # SAME (uneven) and VALID, strides
     ("kws_dscnn_f32", ["conv2d", "dwconv2d", "conv2d", "dwconv2d", "conv2d", "avgpool2d", "dense"]),
+    ("gap_mean_f32", ["conv2d", "gap", "dense"]),                            # GlobalAveragePooling2D: MEAN
 ])
 def test_float_forward_equals_tflite(name, kinds):
     g = load(FIXTURES / f"{name}.tflite")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from microdx.errors import ModelFileError
+from microdx.errors import ModelFileError, UnsupportedOpError
 from microdx.importers import tflite_read
 from microdx.ir import Layer
 from microdx.ops import softmax
@@ -50,6 +50,13 @@ def test_kws_dscnn_logits_equal_tflite_and_the_softmax_keeps_the_arg_max():
     rows = np.arange(len(logits))
     assert np.all(theirs[rows, ours.argmax(axis=1)] == theirs.max(axis=1))     # the same most probable class
     assert np.abs(ours.astype(np.int64) - theirs).max() <= 2                   # probabilities within 2/256
+
+
+def test_int8_mean_is_refused_until_reproduced():
+    model, z = _load("gap_mean")
+    assert [op.op for op in model.ops] == ["CONV_2D", "MEAN", "FULLY_CONNECTED"]
+    with pytest.raises(UnsupportedOpError, match=r"\(MEAN\): TFLite's int8 mean is not reproduced yet"):
+        tflite_read.run_int8(model, z["x"])
 
 
 def test_fixture_padding_is_uneven_and_strided_where_tflite_makes_it_so():

@@ -25,7 +25,7 @@ OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "tflite"
 
 def _models():
     """name -> (keras model, input shape): an MLP, a CNN with SAME and VALID padding and strides, a depthwise-
-    separable keyword-spotting network over 49x10, and a residual block."""
+    separable keyword-spotting network over 49x10, a residual block, and a global average pool (MEAN)."""
     import tensorflow as tf
     from tensorflow import keras
     from tensorflow.keras import layers
@@ -61,6 +61,10 @@ def _models():
     h = layers.ReLU()(layers.Add()([a, b]))
     h = layers.Flatten()(layers.AveragePooling2D(8)(h))   # AVERAGE_POOL_2D over the map (GAP would be MEAN)
     models["residual"] = (keras.Model(inp, layers.Dense(5, kernel_initializer="glorot_normal")(h)), (8, 8, 4))
+
+    inp = keras.Input((10, 8, 2), batch_size=1)   # Keras' GlobalAveragePooling2D: TFLite's MEAN over H and W
+    h = layers.Conv2D(6, 3, padding="same", activation="relu")(inp)
+    models["gap_mean"] = (keras.Model(inp, layers.Dense(4)(layers.GlobalAveragePooling2D()(h))), (10, 8, 2))
     return models
 
 

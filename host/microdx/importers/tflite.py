@@ -1,7 +1,7 @@
 """Import a float .tflite model as a float Graph, which microdx then quantizes like an ONNX model.
 
 A sequential chain of FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D (depth multiplier 1), AVERAGE_POOL_2D,
-MAX_POOL_2D, RESHAPE and a final SOFTMAX, with fused RELU / RELU6, NHWC as TFLite stores it (microdx's HWC: no
+MAX_POOL_2D, MEAN over H and W (Keras' GlobalAveragePooling2D), RESHAPE and a final SOFTMAX, with fused RELU / RELU6, NHWC as TFLite stores it (microdx's HWC: no
 transposes; conv weights are OHWI in both). SAME padding becomes TFLite's explicit padding (the extra cell after).
 int8 .tflite files are refused for now: importing them means keeping TFLite's own quantization and arithmetic
 (microdx.importers.tflite_read reproduces it on the host; the device side comes next).
@@ -94,6 +94,12 @@ def _convert(op, t, shape, where) -> list:
         if math.prod(new) != math.prod(shape):
             raise UnsupportedOpError(f"{where}: reshapes {list(shape)} to {list(new)}")
         return [("flatten", name, {})] if len(new) == 1 else [("reshape", name, {"shape": np.array(new)})]
+    if op.op == "MEAN":    # Keras' GlobalAveragePooling2D
+        axes = _const(t, op.inputs[1], where, "axes")
+        if len(shape) != 3 or axes is None or sorted(int(a) % 4 for a in axes.reshape(-1)) != [1, 2]:
+            raise UnsupportedOpError(f"{where}: a mean over axes {None if axes is None else axes.tolist()}; microdx "
+                                     f"supports the mean over H and W (a global average pool)")
+        return [("gap", name, {})]
     if op.op == "SOFTMAX":
         if op.options.get("beta", 1.0) != 1.0:
             raise UnsupportedOpError(f"{where}: softmax beta {op.options['beta']}; microdx supports 1")

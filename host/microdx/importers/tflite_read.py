@@ -22,7 +22,7 @@ _DTYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9:
 # activation function codes (ActivationFunctionType)
 _ACT = {0: None, 1: "relu", 3: "relu6"}
 SUPPORTED = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "RESHAPE",
-             "SOFTMAX", "ADD")
+             "SOFTMAX", "ADD", "MEAN")
 
 
 @dataclass
@@ -107,7 +107,8 @@ def _options(name: str, o) -> dict:
     table = o.BuiltinOptions()
     cls = {"FULLY_CONNECTED": tflite.FullyConnectedOptions, "CONV_2D": tflite.Conv2DOptions,
            "DEPTHWISE_CONV_2D": tflite.DepthwiseConv2DOptions, "AVERAGE_POOL_2D": tflite.Pool2DOptions,
-           "MAX_POOL_2D": tflite.Pool2DOptions, "ADD": tflite.AddOptions, "SOFTMAX": tflite.SoftmaxOptions}.get(name)
+           "MAX_POOL_2D": tflite.Pool2DOptions, "ADD": tflite.AddOptions, "SOFTMAX": tflite.SoftmaxOptions,
+           "MEAN": tflite.ReducerOptions}.get(name)
     if cls is None or table is None:
         return {}
     opt = cls()
@@ -131,6 +132,8 @@ def _options(name: str, o) -> dict:
         out["kernel"] = (opt.FilterHeight(), opt.FilterWidth())
     if name == "SOFTMAX":
         out["beta"] = opt.Beta()
+    if name == "MEAN":
+        out["keep_dims"] = bool(opt.KeepDims())
     return out
 
 
@@ -263,6 +266,9 @@ def _run_op(model: TfliteModel, op: Op, vals: dict) -> np.ndarray:
         return np.clip(y, lo, hi).astype(np.int64)
     if op.op == "ADD":
         return _add(model, op, vals, s_out, z_out, lo, hi)
+    if op.op == "MEAN":
+        raise UnsupportedOpError(f"op '{op.name}' (MEAN): TFLite's int8 mean is not reproduced yet (its own "
+                                 f"rescaling); AVERAGE_POOL_2D over the whole map is")
     if op.op == "SOFTMAX":
         raise UnsupportedOpError(f"op '{op.name}' (SOFTMAX): TFLite's int8 softmax is not reproduced bit for bit; "
                                  f"microdx runs its own integer softmax (kind softmax) or leaves it to the host")
