@@ -13,7 +13,7 @@ import pytest
 from microdx.errors import ModelFileError, UnsupportedOpError
 from microdx.importers import tflite_read
 from microdx.ir import Layer
-from microdx.ops import softmax
+from microdx.ops import conv2d, softmax
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tflite"
 
@@ -63,7 +63,7 @@ def test_fixture_padding_is_uneven_and_strided_where_tflite_makes_it_so():
     model, _ = _load("cnn")
     conv = model.ops[0]
     assert conv.options["same"] and conv.options["stride"] == (2, 2)
-    assert tflite_read.same_padding(12, 3, 2) == (0, 1) and tflite_read.same_padding(10, 3, 2) == (0, 1)
+    assert conv2d.same_padding(12, 3, 2) == (0, 1) and conv2d.same_padding(10, 3, 2) == (0, 1)
     assert not model.ops[1].options["same"] and model.ops[1].options["act"] == "relu6"
 
 

@@ -48,14 +48,19 @@ class ActF32(Weightless):
     def forward(self, f, x, y, scratch, trace):
         func = self.func
         exp = math.exp
-        for i in range(self.n):
-            v = x[i]
-            if func == "relu6":
+        n = self.n
+        if func == "relu6":   # one loop per function: no name test per element
+            for i in range(n):
+                v = x[i]
                 y[i] = 0.0 if v < 0 else (6.0 if v > 6 else v)
-            elif func == "tanh":   # 1 - 2 / (e^2v + 1): math.tanh is not on every port
+        elif func == "tanh":   # 1 - 2 / (e^2v + 1): math.tanh is not on every port
+            for i in range(n):
+                v = x[i]
                 v = -20.0 if v < -20 else (20.0 if v > 20 else v)
                 y[i] = 1.0 - 2.0 / (exp(2 * v) + 1.0)
-            else:
+        else:
+            for i in range(n):
+                v = x[i]
                 v = -80.0 if v < -80 else (80.0 if v > 80 else v)
                 y[i] = 1.0 / (1.0 + exp(-v))
         if trace:

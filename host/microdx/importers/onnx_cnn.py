@@ -34,12 +34,8 @@ def _resolve(pad, shape, kernel, stride):
     """SAME padding as ONNX defines it: out = ceil(in / stride); the odd cell after (SAME_UPPER) or before."""
     if not (isinstance(pad, tuple) and pad and pad[0] == "same"):
         return pad
-    out = []
-    for size, k, s in zip(shape[:2], kernel, stride):
-        total = max((-(-size // s) - 1) * s + k - size, 0)
-        small, big = total // 2, total - total // 2
-        out += [small, big] if pad[1] else [big, small]
-    return tuple(out)
+    return (*conv2d.same_padding(shape[0], kernel[0], stride[0], pad[1]),
+            *conv2d.same_padding(shape[1], kernel[1], stride[1], pad[1]))
 
 
 def _out(node, what, shape, kernel, stride, pad, channels):

@@ -16,6 +16,7 @@ import numpy as np
 from microdx.errors import UnsupportedOpError
 from microdx.importers import tflite_read
 from microdx.ir import Graph, canonicalize
+from microdx.ops import conv2d
 
 
 def load(path) -> Graph:
@@ -112,4 +113,4 @@ def _pad(op, shape, kh, kw) -> tuple[int, int, int, int]:
     if not op.options["same"]:
         return 0, 0, 0, 0
     sh, sw = op.options["stride"]
-    return (*tflite_read.same_padding(shape[0], kh, sh), *tflite_read.same_padding(shape[1], kw, sw))
+    return (*conv2d.same_padding(shape[0], kh, sh), *conv2d.same_padding(shape[1], kw, sw))

@@ -16,6 +16,8 @@ import numpy as np
 
 from microdx.errors import ModelFileError, UnsupportedOpError
 from microdx.fixedpoint import check_int32, tflite_requantize
+from microdx.ir import Layer
+from microdx.ops import conv2d
 
 # TensorType codes of the schema this reader handles
 _DTYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8}
@@ -177,30 +179,18 @@ def _round_away(v) -> int:
     return int(math.floor(abs(v) + 0.5)) * (1 if v >= 0 else -1)
 
 
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TFLite's SAME padding (before, after) of one axis: out = ceil(size / stride), the extra cell after."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
 def _pads(op: Op, h: int, w: int, kh: int, kw: int) -> tuple[int, int, int, int]:
     if not op.options["same"]:
         return 0, 0, 0, 0
     sh, sw = op.options["stride"]
-    return (*same_padding(h, kh, sh), *same_padding(w, kw, sw))
+    return (*conv2d.same_padding(h, kh, sh), *conv2d.same_padding(w, kw, sw))
 
 
 def _windows(x: np.ndarray, kh: int, kw: int, stride, pads, fill) -> np.ndarray:
-    """(N, Ho, Wo, kh, kw, C) windows of NHWC `x` padded with `fill`."""
-    pt, pb, pl, pr = pads
-    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=fill)
-    sh, sw = stride
-    ho = (xp.shape[1] - kh) // sh + 1
-    wo = (xp.shape[2] - kw) // sw + 1
-    idx_h = (np.arange(ho) * sh)[:, None] + np.arange(kh)[None, :]
-    idx_w = (np.arange(wo) * sw)[:, None] + np.arange(kw)[None, :]
-    return xp[:, idx_h[:, None, :, None], idx_w[None, :, None, :], :]   # N, Ho, Wo, kh, kw, C
+    """(N, Ho, Wo, kh, kw, C) windows of NHWC `x` padded with `fill` (microdx.ops.conv2d's im2col)."""
+    layer = Layer("conv2d", "", "f32", {}, {"kernel": (kh, kw), "stride": tuple(stride), "pad": tuple(pads)})
+    cols = conv2d.windows(layer, x, fill)
+    return cols.reshape(*cols.shape[:3], kh, kw, x.shape[3])
 
 
 def _requant_out(acc, mult, shift, zero, lo, hi, single=False) -> np.ndarray:

@@ -31,6 +31,14 @@ def out_shape(in_shape, kernel, stride, pad, out_channels) -> tuple[int, int, in
     return (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1, int(out_channels)
 
 
+def same_padding(size: int, kernel: int, stride: int, odd_after: bool = True) -> tuple[int, int]:
+    """SAME padding (before, after) of one axis, as TFLite and ONNX (SAME_UPPER) define it: out = ceil(size / stride),
+    the odd cell after (ONNX's SAME_LOWER puts it before: odd_after=False)."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    small, big = total // 2, total - total // 2
+    return (small, big) if odd_after else (big, small)
+
+
 def output_shape(layer: Layer, in_shape) -> tuple[int, int, int]:
     """Output shape of a conv2d layer on `in_shape` (its attrs were checked when it was made)."""
     a = layer.attrs
