@@ -29,7 +29,7 @@ def test_small_blob_fits_rp2040(blobs, capsys):
     r = _json(capsys, "inspect", blobs / "small.dxb", "--board", "rp2040")["fit"]
     mpy = fit.runtime_files({("dense", "i8")})    # an int8 dense blob needs no other kernel module on the board
     assert set(emulator.runtime_files()) - set(mpy) == {f"udx/{k}{v}.mpy" for k in ("sparse", "codebook", "dense16",
-                                                                                    "conv2d", "dwconv2d", "gap", "pool", "act")
+                                                                                    "conv2d", "dwconv2d", "gap", "pool", "act", "add")
                                                         for v in ("", "_viper")} | {"udx/dense_f32.mpy", "udx/conv2d_ulab.mpy"}
     assert r["flash"]["fits"] and r["flash"]["block_bytes"] == 4096
     armv6m = fit.runtime_files({("dense", "i8")}, "armv6m")   # what the Pico runs: its own native code, asm twins

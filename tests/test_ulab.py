@@ -34,8 +34,8 @@ for trial in range(4):
     x = array.array("b", xb)
     ya = array.array("b", bytes(r))
     yb = array.array("b", bytes(r))
-    dense.dense_tile(w + tail, x, ya, n, r, 0, xs, 0, -128)
-    dense_ulab.dense_tile(w + tail, x, yb, n, r, 0, xs, 0, -128)
+    dense.dense_tile(w + tail, x, ya, n, r, 0, xs, 0, -128, 127, 0)
+    dense_ulab.dense_tile(w + tail, x, yb, n, r, 0, xs, 0, -128, 127, 0)
     print("tile", list(ya), list(yb))
 print("chunk", dense_ulab.CHUNK)
 """

@@ -7,7 +7,7 @@ from micropython import const
 
 from udx import backends
 from udx.blob import MAX_DIM, field, int_field, read_exact
-from udx.dense import _act, _tensor, read_tile, requant_row, tile_views
+from udx.dense import _tensor, q_shape, read_tile, requant_fields, requant_row, tile_views, _act
 from udx.errors import FormatError
 
 try:   # the native twin of conv_tile (udx/backends.py)
@@ -54,7 +54,8 @@ def _geometry(layer, entry, what):
     if h + pt + pb < kh or w + pl + pr < kw or ho != (h + pt + pb - kh) // sh + 1 or wo != (w + pl + pr - kw) // sw + 1:
         raise FormatError("%s: conv2d %r -> %r does not follow from kernel %r, stride %r, pad %r"
                           % (what, entry["in"], entry["out"], entry["kernel"], entry["stride"], entry["pad"]))
-    layer.geo = (h, w, c, ho, wo, kh, kw, sh, sw, pt, pl)   # one tuple: less heap than eleven attributes
+    layer.geo = (h, w, c, ho, wo, kh, kw, sh, sw, pt, pl)   # one tuple: less heap than eleven attributes (int8
+    # kernels append their clamp's top and requantization: hi, rq)
     layer.m = m
     layer.k = kh * kw * c      # weights per output channel
     layer.rows = 1
@@ -86,35 +87,38 @@ class Conv2dI8:
 
     buf = None       # the layer cache: see udx.dense.DenseI8
     loaded = False
+    hi = 127         # as udx.dense.DenseI8's: requant_fields sets them on TFLite layers only
+    rq = 0
+    qb = 4
 
     def __init__(self, entry, what):
         _geometry(self, entry, what)
-        self.zero = int_field(entry, "zero", -128, 127, what)
-        self.lo = self.zero if _act(entry, what) == "relu" else -128
+        requant_fields(self, entry, what)
+        self.geo += (self.hi, self.rq)
         self.z = int_field(entry, "in_zero", -128, 127, what)
-        self.row = self.k + 8   # bytes of one channel: weights, bias, multiplier
+        self.row = self.k + 2 * self.qb   # bytes of one channel: weights, bias, multiplier (rq: and an accumulator)
 
     def attach(self, tensors, what):
         kh, kw, c = self.geo[5], self.geo[6], self.geo[2]
         self.w = _tensor(tensors, "w", "u8", [self.m, kh, kw, c], what)
         self.b = _tensor(tensors, "b", "i32", [self.m], what)
-        self.q = _tensor(tensors, "q", "u32", [self.m], what)
+        self.q = _tensor(tensors, "q", "u32", q_shape(self), what)
 
     def scratch_bytes(self):
         """(one output channel, whole layer) of scratch in bytes, as microdx.ops.conv2d.scratch_bytes."""
         return self.row, self.row * self.m
 
     def payload_bytes(self):
-        return self.row * self.m
+        return (self.row - 4 if self.rq else self.row) * self.m   # rq: the accumulator's 4 bytes are scratch only
 
     def bind(self, scratch_len):
         self.rows = min(self.m, scratch_len // self.row)
 
     def views(self, scratch):
         """The tile views of `scratch`, made once (predict() allocates nothing): a channel is k one-byte weights."""
-        self.full = tile_views(scratch, self.k, self.rows)
+        self.full = tile_views(scratch, self.k, self.rows, 0, self.qb)
         last = self.m % self.rows
-        self.last = tile_views(scratch, self.k, last) if last else self.full
+        self.last = tile_views(scratch, self.k, last, 0, self.qb) if last else self.full
 
     def tile(self):
         """The tile kernel: the backend's twin (udx/backends.py), else the reference."""
@@ -132,7 +136,8 @@ class Conv2dI8:
         while o < m:
             r = m - o if m - o < rows else rows
             if fresh:
-                read_tile(f, self.full if r == rows else self.last, self.w + o * k, self.b + 4 * o, self.q + 4 * o)
+                read_tile(f, self.full if r == rows else self.last, self.w + o * k, self.b + 4 * o,
+                          self.q + self.qb * o)
             tile(buf, x, y, self.geo, o, r, self.z, self.zero, self.lo, m)
             o += r
             if trace:
@@ -143,9 +148,10 @@ class Conv2dI8:
 def conv_tile(scratch, x, y, geo, o, r, z, zero, lo, m):
     """The reference int8 conv tile: output channels o .. o+r-1 at every pixel, from the r channels' weights at
     scratch[0:r*k] (k = kh*kw*C each), their biases and multipliers after them. geo: (H, W, C, Ho, Wo, kh, kw, sh,
-    sw, pad top, pad left); z: the input zero point padded cells hold; m: output channels. The native twin
-    (udx/conv2d_viper.py) computes the same integers."""
-    h, w, c, ho, wo, kh, kw, sh, sw, pt, pl = geo
+    sw, pad top, pad left, clamp top, requantization as udx.dense.requant_row's rq); z: the input zero point padded
+    cells hold; m: output channels. The native twin (udx/conv2d_viper.py) computes the same integers."""
+    h, w, c, ho, wo, kh, kw, sh, sw, pt, pl, hi, rq = geo
+    qb = 8 if rq else 4
     k = kh * kw * c
     kwc = kw * c
     wc = w * c
@@ -185,7 +191,7 @@ def conv_tile(scratch, x, y, geo, o, r, z, zero, lo, m):
                     d += step
                 if pad and z:   # border pixels only: padding adds in_zero times its weights
                     acc += z * _pad_sum(scratch, jb, y0, y1, x0 * c, x1 * c, kh, kwc)
-                y[p + j] = requant_row(acc - s, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
+                y[p + j] = requant_row(acc - s, scratch, wn + 4 * j, wn + 4 * r + qb * j, zero, lo, hi, rq)
             p += m
 
 

@@ -13,7 +13,8 @@ from udx.dense_ulab import CHUNK
 def conv_tile(scratch, x, y, geo, o, r, z, zero, lo, m):
     from udx.conv2d import _pad_sum, conv_tile as reference   # here: udx.conv2d imports this module
     from udx.dense import requant_row
-    h, w, c, ho, wo, kh, kw, sh, sw, pt, pl = geo
+    h, w, c, ho, wo, kh, kw, sh, sw, pt, pl, hi, rq = geo
+    qb = 8 if rq else 4
     k = kh * kw * c
     if k > CHUNK:
         return reference(scratch, x, y, geo, o, r, z, zero, lo, m)
@@ -52,5 +53,5 @@ def conv_tile(scratch, x, y, geo, o, r, z, zero, lo, m):
                 v = int(acc[j])
                 if pad and z:
                     v += z * _pad_sum(scratch, j * k, y0, y1, x0 * c, x1 * c, kh, kwc)
-                y[p + j] = requant_row(v - s, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
+                y[p + j] = requant_row(v - s, scratch, wn + 4 * j, wn + 4 * r + qb * j, zero, lo, hi, rq)
             p += m

@@ -22,6 +22,11 @@ def conv_tile(scratch, x, y, geo, o: int, r: int, z: int, zero: int, lo: int, m:
     sw = int(geo[8])
     pt = int(geo[9])
     pl = int(geo[10])
+    hi = int(geo[11])
+    rq = int(geo[12])
+    run = geo   # an object, replaced by the requantization under rq (viper: a local keeps one type)
+    if rq:   # only models imported from .tflite load it: its code costs heap
+        from udx.tflq_viper import requant_run as run
     k = kh * kw * c
     kwc = kw * c
     wc = w * c
@@ -116,16 +121,25 @@ def conv_tile(scratch, x, y, geo, o: int, r: int, z: int, zero: int, lo: int, m:
                     acc += z * ps
                 kb = wn + 4 * j
                 acc += (s[kb] | (s[kb + 1] << 8) | (s[kb + 2] << 16) | (((s[kb + 3] ^ 0x80) - 0x80) << 24)) - ssum
-                kq = kb + 4 * r
-                mult = s[kq] | (s[kq + 1] << 8)
-                sh2 = s[kq + 2]
-                v = ((((acc >> 16) * mult) + (((acc & 0xFFFF) * mult) >> 16) + (1 << (sh2 - 17))) >> (sh2 - 16)) + zero
-                if v < lo:
-                    v = lo
-                if v > 127:
-                    v = 127
-                yp[p + j] = v
+                if rq:   # TFLite's requantization: keep the accumulator, requantize the pixel below
+                    a = kb + 12 * r
+                    s[a] = acc
+                    s[a + 1] = acc >> 8
+                    s[a + 2] = acc >> 16
+                    s[a + 3] = acc >> 24
+                else:
+                    kq = kb + 4 * r
+                    mult = s[kq] | (s[kq + 1] << 8)
+                    sh2 = s[kq + 2]
+                    v = ((((acc >> 16) * mult) + (((acc & 0xFFFF) * mult) >> 16) + (1 << (sh2 - 17))) >> (sh2 - 16)) + zero
+                    if v < lo:
+                        v = lo
+                    if v > hi:
+                        v = hi
+                    yp[p + j] = v
                 j += 1
+            if rq:
+                run(scratch, wn + 12 * r, wn + 4 * r, r, y, p, zero, lo, hi, rq)
             p += m
             ox += 1
         oy += 1

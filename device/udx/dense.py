@@ -54,16 +54,41 @@ def read_bias_mult(f, mv, at, b, q, row, r):
     read_exact(f, mv[at + 4 * r:at + 8 * r], "multipliers")
 
 
-def requant_row(acc, scratch, kb, kq, zero, lo):
-    """int8 output of one row: acc (sum of w*x, int32) + the int32 bias at scratch[kb:kb+4], requantized by the
-    multiplier (16 bits) and shift (8 bits) at scratch[kq:kq+3], plus `zero`, clamped to [lo, 127]."""
+def requant_row(acc, scratch, kb, kq, zero, lo, hi=127, rq=0):
+    """int8 output of one row: acc (sum of w*x, int32) + the int32 bias at scratch[kb:kb+4], requantized, plus `zero`,
+    clamped to [lo, hi]. rq 0: microdx's multiplier (16 bits) and shift (8 bits) at scratch[kq:kq+3]; rq 1 or 2 (layers
+    of int8 .tflite models): TFLite's Q31 multiplier and shift at scratch[kq:kq+5], single or double rounding."""
     acc += (scratch[kb] | (scratch[kb + 1] << 8) | (scratch[kb + 2] << 16)
             | (((scratch[kb + 3] ^ 0x80) - 0x80) << 24))
-    mult = scratch[kq] | (scratch[kq + 1] << 8)
-    s = scratch[kq + 2]
-    # (acc * mult) >> s, rounded half up, split in 16-bit halves so nothing leaves int32.
-    v = (((acc >> 16) * mult + (((acc & 0xFFFF) * mult) >> 16) + (1 << (s - 17))) >> (s - 16)) + zero
-    return lo if v < lo else (127 if v > 127 else v)
+    if rq:
+        from udx.tflq import requant   # only models imported from .tflite load it
+        v = requant(acc, scratch[kq] | (scratch[kq + 1] << 8), scratch[kq + 2] | (scratch[kq + 3] << 8),
+                    (scratch[kq + 4] ^ 0x80) - 0x80, rq == 1) + zero
+    else:
+        mult = scratch[kq] | (scratch[kq + 1] << 8)
+        s = scratch[kq + 2]
+        # (acc * mult) >> s, rounded half up, split in 16-bit halves so nothing leaves int32.
+        v = (((acc >> 16) * mult + (((acc & 0xFFFF) * mult) >> 16) + (1 << (s - 17))) >> (s - 16)) + zero
+    return lo if v < lo else (hi if v > hi else v)
+
+
+def requant_fields(layer, entry, what):
+    """The output clamp and requantization of an int8 dense or conv entry, on `layer`: lo (the zero point under ReLU)
+    and, for layers of int8 .tflite models, hi ("hi": a fused ReLU6's top), rq ("rq": 1 or 2, TFLite's arithmetic)
+    and qb = 8, the bytes of `q` per output (the Q31 multiplier, then the shift). Without them the class defaults
+    hold (127, 0, 4): instance attributes cost heap per layer."""
+    layer.zero = int_field(entry, "zero", -128, 127, what)
+    layer.lo = layer.zero if _act(entry, what) == "relu" else -128
+    if "hi" in entry:
+        layer.hi = int_field(entry, "hi", layer.lo, 127, what)
+    if "rq" in entry:
+        layer.rq = int_field(entry, "rq", 1, 2, what)
+        layer.qb = 8
+
+
+def q_shape(layer):
+    """The shape of an int8 layer's q tensor: one u32 per output, or (multiplier, shift) pairs with rq."""
+    return [layer.m, 2] if layer.rq else [layer.m]
 
 
 class DenseI8:
@@ -76,11 +101,13 @@ class DenseI8:
 
     buf = None       # its own buffer when the model keeps it resident (the layer cache), read by the first predict
     loaded = False
+    hi = 127         # clamp top, requantization and q bytes per output unless requant_fields sets them
+    rq = 0
+    qb = 4
 
     def __init__(self, entry, what):
         self.n, self.m = _dims(entry, what)
-        self.zero = int_field(entry, "zero", -128, 127, what)
-        self.lo = self.zero if _act(entry, what) == "relu" else -128
+        requant_fields(self, entry, what)
         self.rows = 1
         self.macs = self.n * self.m
 
@@ -88,26 +115,27 @@ class DenseI8:
         """Take the file offsets of this layer's tensors (from its record) after checking dtype and shape."""
         self.w = _tensor(tensors, "w", "u8", [self.m, self.n], what)
         self.b = _tensor(tensors, "b", "i32", [self.m], what)
-        self.q = _tensor(tensors, "q", "u32", [self.m], what)
+        self.q = _tensor(tensors, "q", "u32", q_shape(self), what)
 
     def scratch_bytes(self):
-        """(smallest, whole-layer) scratch in bytes: one output row needs n weights + bias + multiplier."""
-        row = self.n + 8
+        """(smallest, whole-layer) scratch in bytes: one output row needs n weights + bias + multiplier (with rq, also
+        TFLite's shift and the row's int32 accumulator, which the native twins requantize a tile at a time)."""
+        row = self.n + 2 * self.qb
         return row, row * self.m
 
     def payload_bytes(self):
         """Bytes of tensors this layer's record must hold (checked before any buffer is sized from n, m)."""
-        return (self.n + 8) * self.m
+        return (self.n + 4 + self.qb) * self.m
 
     def bind(self, scratch_len):
         """Fix the tile height (output rows per read) for a scratch of `scratch_len` bytes."""
-        self.rows = min(self.m, scratch_len // (self.n + 8))
+        self.rows = min(self.m, scratch_len // (self.n + 2 * self.qb))
 
     def views(self, scratch):
         """Make the views of `scratch` every tile reads into, once: predict() then allocates nothing."""
-        self.full = tile_views(scratch, self.n, self.rows)
+        self.full = tile_views(scratch, self.n, self.rows, 0, self.qb)
         last = self.m % self.rows
-        self.last = tile_views(scratch, self.n, last) if last else self.full
+        self.last = tile_views(scratch, self.n, last, 0, self.qb) if last else self.full
 
     def forward(self, f, x, y, scratch, trace):
         n = self.n
@@ -118,7 +146,14 @@ class DenseI8:
         xs <<= 7
         zero = self.zero
         lo = self.lo
+        hi = self.hi
+        rq = self.rq
+        qb = self.qb
         fast = backends.twin(dense_viper, dense_asm, dense_ulab)
+        short = fast is not None and fast is not dense_ulab
+        if rq and short:   # TFLite's arithmetic: its own native twin, loaded only by such layers
+            from udx import dense_tfl_viper as fast
+            short = False
         tile = fast.dense_tile if fast else dense_tile
         buf = self.buf if self.buf is not None else scratch
         fresh = not self.loaded
@@ -128,20 +163,24 @@ class DenseI8:
             r = m - row if m - row < rows else rows
             if fresh:
                 read_tile(f, self.full if r == rows else self.last, self.w + row * n, self.b + 4 * row,
-                          self.q + 4 * row)
-            tile(buf, x, y, n, r, row, xs, zero, lo)
+                          self.q + qb * row)
+            if short:   # microdx's own layers through dense_viper / dense_asm: no clamp top, no rq
+                tile(buf, x, y, n, r, row, xs, zero, lo)
+            else:
+                tile(buf, x, y, n, r, row, xs, zero, lo, hi, rq)
             row += r
             if trace:
                 trace()
         self.loaded = self.buf is not None
 
 
-def tile_views(scratch, n, r, at=0):
+def tile_views(scratch, n, r, at=0, qb=4):
     """(weights, biases, multipliers) views of `scratch` for a tile of r rows of n weight bytes each, laid out as
-    every int8 tile is from byte `at` on: r*n weight bytes, then r i32 biases, then r u32 multipliers."""
+    every int8 tile is from byte `at` on: r*n weight bytes, then r i32 biases, then r multipliers of qb bytes (then,
+    with TFLite's 8-byte multipliers, room for r int32 accumulators)."""
     mv = memoryview(scratch)
     wn = at + r * n
-    return mv[at:wn], mv[wn:wn + 4 * r], mv[wn + 4 * r:wn + 8 * r]
+    return mv[at:wn], mv[wn:wn + 4 * r], mv[wn + 4 * r:wn + (4 + qb) * r]
 
 
 def read_tile(f, views, w, b, q):
@@ -154,17 +193,18 @@ def read_tile(f, views, w, b, q):
     read_exact(f, views[2], "multipliers")
 
 
-def dense_tile(scratch, x, y, n, r, row, xs, zero, lo):
+def dense_tile(scratch, x, y, n, r, row, xs, zero, lo, hi, rq):
     """The reference int8 tile: rows row .. row+r-1 of y from the r rows of offset-binary weights at scratch[0:r*n],
-    their biases at scratch[r*n:] and multipliers after them; xs = 128 * sum(x). Fast kernels (udx/dense_viper.py)
-    compute exactly these integers."""
+    their biases at scratch[r*n:] and multipliers after them; xs = 128 * sum(x); clamp [lo, hi]; rq: requant_row's.
+    Fast kernels (udx/dense_viper.py) compute exactly these integers."""
     wn = r * n
+    qb = 8 if rq else 4
     for j in range(r):
         acc = 0
         base = j * n
         for i in range(n):
             acc += scratch[base + i] * x[i]
-        y[row + j] = requant_row(acc - xs, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
+        y[row + j] = requant_row(acc - xs, scratch, wn + 4 * j, wn + 4 * r + qb * j, zero, lo, hi, rq)
 
 
 # the kernel classes by "kind_dtype", the names udx.plan looks up (its KERNELS)

@@ -10,9 +10,10 @@ from ulab import numpy as np
 CHUNK = 514 if float(16777217) == 16777216.0 else 1 << 30
 
 
-def dense_tile(scratch, x, y, n, r, row, xs, zero, lo):
+def dense_tile(scratch, x, y, n, r, row, xs, zero, lo, hi, rq):
     from udx.dense import requant_row   # here, not at import: udx.dense imports this module
     wn = r * n
+    qb = 8 if rq else 4
     w = np.frombuffer(scratch, dtype=np.uint8, count=wn).reshape((r, n))
     xv = np.frombuffer(x, dtype=np.int8, count=n)
     if n <= CHUNK:
@@ -30,4 +31,4 @@ def dense_tile(scratch, x, y, n, r, row, xs, zero, lo):
             a = b
     for j in range(r):
         s = rest[j] if rest is not None else int(acc[j])
-        y[row + j] = requant_row(s - xs, scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
+        y[row + j] = requant_row(s - xs, scratch, wn + 4 * j, wn + 4 * r + qb * j, zero, lo, hi, rq)

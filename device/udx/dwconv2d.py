@@ -5,7 +5,7 @@
 # is udx/dwconv2d_viper.py.
 from udx import backends
 from udx.conv2d import Conv2dI8, _geometry
-from udx.dense import _act, _tensor, requant_row
+from udx.dense import _act, _tensor, q_shape, requant_fields, requant_row
 from udx.blob import int_field, read_exact
 from udx.errors import FormatError
 
@@ -31,16 +31,16 @@ class Dwconv2dI8(Conv2dI8):
 
     def __init__(self, entry, what):
         _dw_geometry(self, entry, what)
-        self.zero = int_field(entry, "zero", -128, 127, what)
-        self.lo = self.zero if _act(entry, what) == "relu" else -128
+        requant_fields(self, entry, what)
+        self.geo += (self.hi, self.rq)
         self.z = int_field(entry, "in_zero", -128, 127, what)
-        self.row = self.k + 8
+        self.row = self.k + 2 * self.qb
 
     def attach(self, tensors, what):
         kh, kw = self.geo[5], self.geo[6]
         self.w = _tensor(tensors, "w", "u8", [self.m, kh, kw], what)
         self.b = _tensor(tensors, "b", "i32", [self.m], what)
-        self.q = _tensor(tensors, "q", "u32", [self.m], what)
+        self.q = _tensor(tensors, "q", "u32", q_shape(self), what)
 
     def tile(self):
         fast = backends.twin(dwconv2d_viper)
@@ -51,9 +51,10 @@ def dw_tile(scratch, x, y, geo, o, r, z, zero, lo, m):
     """The reference int8 depthwise tile: channels o .. o+r-1 at every pixel, from their kh*kw weights each at
     scratch[0:r*kh*kw], then their biases and multipliers. geo as conv2d's; z: the value of padded cells; m (the
     channel count, geo's C) only keeps conv_tile's signature."""
-    h, w, c, ho, wo, kh, kw, sh, sw, pt, pl = geo
+    h, w, c, ho, wo, kh, kw, sh, sw, pt, pl, hi, rq = geo
     k = kh * kw
     wn = r * k
+    qb = 8 if rq else 4
     for oy in range(ho):
         iy = oy * sh - pt
         y0 = -iy if iy < 0 else 0
@@ -83,7 +84,7 @@ def dw_tile(scratch, x, y, geo, o, r, z, zero, lo, m):
                             if ky < y0 or ky >= y1 or kx < x0 or kx >= x1:
                                 ps += scratch[j * k + ky * kw + kx]
                     acc += z * ps
-                y[out + j] = requant_row(acc - (xs << 7), scratch, wn + 4 * j, wn + 4 * r + 4 * j, zero, lo)
+                y[out + j] = requant_row(acc - (xs << 7), scratch, wn + 4 * j, wn + 4 * r + qb * j, zero, lo, hi, rq)
 
 
 class Dwconv2dF32(Dwconv2dI8):

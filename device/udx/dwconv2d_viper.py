@@ -19,6 +19,11 @@ def dw_tile(scratch, x, y, geo, o: int, r: int, z: int, zero: int, lo: int, m: i
     sw = int(geo[8])
     pt = int(geo[9])
     pl = int(geo[10])
+    hi = int(geo[11])
+    rq = int(geo[12])
+    run = geo   # an object, replaced by the requantization under rq (viper: a local keeps one type)
+    if rq:   # only models imported from .tflite load it: its code costs heap
+        from udx.tflq_viper import requant_run as run
     k = kh * kw
     wn = r * k
     oy = 0
@@ -71,15 +76,24 @@ def dw_tile(scratch, x, y, geo, o: int, r: int, z: int, zero: int, lo: int, m: i
                     acc += z * ps
                 kb = wn + 4 * j
                 acc += (s[kb] | (s[kb + 1] << 8) | (s[kb + 2] << 16) | (((s[kb + 3] ^ 0x80) - 0x80) << 24)) - (xs << 7)
-                kq = kb + 4 * r
-                mult = s[kq] | (s[kq + 1] << 8)
-                sh2 = s[kq + 2]
-                v2 = ((((acc >> 16) * mult) + (((acc & 0xFFFF) * mult) >> 16) + (1 << (sh2 - 17))) >> (sh2 - 16)) + zero
-                if v2 < lo:
-                    v2 = lo
-                if v2 > 127:
-                    v2 = 127
-                yp[out + j] = v2
+                if rq:   # TFLite's requantization: keep the accumulator, requantize the pixel below
+                    a = kb + 12 * r
+                    s[a] = acc
+                    s[a + 1] = acc >> 8
+                    s[a + 2] = acc >> 16
+                    s[a + 3] = acc >> 24
+                else:
+                    kq = kb + 4 * r
+                    mult = s[kq] | (s[kq + 1] << 8)
+                    sh2 = s[kq + 2]
+                    v2 = ((((acc >> 16) * mult) + (((acc & 0xFFFF) * mult) >> 16) + (1 << (sh2 - 17))) >> (sh2 - 16)) + zero
+                    if v2 < lo:
+                        v2 = lo
+                    if v2 > hi:
+                        v2 = hi
+                    yp[out + j] = v2
                 j += 1
+            if rq:
+                run(scratch, wn + 12 * r, wn + 4 * r, r, y, out, zero, lo, hi, rq)
             ox += 1
         oy += 1

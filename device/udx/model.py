@@ -9,6 +9,12 @@ from udx import blob, plan
 from udx import dense   # noqa: F401  nearly every blob has dense layers: loaded with udx, not mid-open
 from udx.errors import InputShapeError
 
+def _copy(src, dst, n):
+    """dst[0:n] = src[0:n], allocating nothing (a slice assignment would make slice objects)."""
+    for i in range(n):
+        dst[i] = src[i]
+
+
 class Model:
     """A .dxb model streamed from flash.
 
@@ -49,7 +55,13 @@ class Model:
         self._allocate(budget, act_max, whole)
         entries = plan.read_table(self, self._f, size)[0]
         self.flash_bytes_per_inference = 0
+        self._save = bytearray(len(self.layers))   # 1 after a layer whose output an add takes
+        for k in self.saves:
+            if k >= 0:
+                self._save[k] = 1
         for i, layer in enumerate(self.layers):
+            if hasattr(layer, "skip_buf"):
+                layer.skip_buf = self._skip
             buf = self._resident.get(i)
             if buf is not None:   # kept in RAM: the whole layer in one tile of its own buffer, read once
                 layer.bind(len(buf))
@@ -91,6 +103,10 @@ class Model:
             self._a = array.array("f", bytes(4 * act_max))
             self._b = array.array("f", bytes(4 * act_max))
             self._out = array.array("f", bytes(4 * self.n_out))
+        self._skip = None
+        if self.skip_n:   # residual adds: the earlier output each one adds, copied here after its layer ran
+            self._skip = array.array("b" if self.dtype == "i8" else "f", bytes(self.skip_n * (1 if self.dtype == "i8"
+                                                                                             else 4)))
         self._resident = {}
         left = 0 if budget is None else (budget - self.budget_bytes)
         for i in sorted(range(len(whole)), key=lambda i: -whole[i]):
@@ -119,10 +135,16 @@ class Model:
                 a[i] = x[i]
         trace = self.trace
         layers = self.layers
+        save = self._save
+        skip = self._skip
+        if skip is not None and -1 in self.saves:
+            _copy(a, skip, self.n_in)
         i = 0
         while i < len(layers):   # not `for layer in`: that allocates an iterator per call
             layers[i].forward(self._f, a, b, self._scratch, trace)
             a, b = b, a
+            if save[i]:   # skip_n covers every add's operand (any values beyond this one's are never read)
+                _copy(a, skip, self.skip_n)
             i += 1
         out = self._out
         for i in range(self.n_out):

@@ -4,7 +4,7 @@
 # heap before anything big is allocated. udx.model allocates what this decides and schedules the layers through it;
 # the kernels (udx/<kind>.py) compute. Activations: a sequential model needs two buffers of its largest activation
 # (each layer reads one and writes the other) and one of its output, whatever its kinds; conv maps count as their
-# H*W*C values.
+# H*W*C values. A model with residual adds needs one more, the skip buffer, of its largest skipped activation.
 import gc
 
 from udx import blob
@@ -29,6 +29,7 @@ KERNELS = (
     "maxpool2d", "udx.pool",
     "act", "udx.act",
     "softmax", "udx.act",
+    "add", "udx.add",
 )
 DTYPES = ("i8", "f32")
 
@@ -77,6 +78,11 @@ def read_table(m, f, size):
     whole = []
     prev, n_prev, act_max = in_shape, m.n_in, m.n_in
     smin = sfull = 0
+    # residual adds: the layers whose output the scheduler keeps (-1: the input) and the skip buffer's elements
+    m.saves = []
+    m.skip_n = 0
+    last_add = -1
+    outs = []   # each layer's output elements (for the adds' checks; freed with this call)
     for i, e in enumerate(entries):
         what = "layer %d" % i
         kind = blob.field(e, "kind", str, what)
@@ -94,6 +100,17 @@ def read_table(m, f, size):
         prev, n_prev = s_out, n_out
         act_max = max(act_max, n_out)
         layer = cls(e, what)
+        if kind == "add":   # one skip buffer, so one live skip: it starts at or after the previous add
+            k = layer.skip
+            if k < last_add or k >= i:
+                raise FormatError("%s: adds layer %d's output: it must come before this layer and not before the "
+                                  "previous add (layer %d)" % (what, k, last_add))
+            if (m.n_in if k < 0 else outs[k]) != n_in:
+                raise FormatError("%s: adds layer %d's output, which does not hold %d values" % (what, k, n_in))
+            last_add = i
+            m.saves.append(k)
+            m.skip_n = max(m.skip_n, n_in)
+        outs.append(n_out)
         off = blob.int_field(e, "off", 0, 0x7FFFFFFF, what)
         rlen = blob.int_field(e, "len", 8, 0x7FFFFFFF, what)
         if off + rlen > size:
@@ -116,7 +133,7 @@ def buffers(m, budget, act_max, smin, sfull):
     and m.budget_bytes (what the budget counts). BudgetError if even one-row tiles do not fit the budget,
     MemoryError (with the numbers) if the buffers would not fit the free heap: both before anything is allocated."""
     item = ACT_ITEM[m.dtype]
-    m.act_bytes = (2 * act_max + m.n_out) * item
+    m.act_bytes = (2 * act_max + m.n_out + m.skip_n) * item   # the skip buffer of residual adds, if any
     # Arrays are built from a zeroed bytes object of their size, so each briefly needs twice its size:
     # count them double. The i8 scratch is a bytearray (no copy); the f32 one is an array.
     fixed = 2 * m.act_bytes

@@ -2,16 +2,17 @@
 # the host's microdx.fixedpoint.tflite_requantize. TFLite keeps each real multiplier as a Q31 integer `m` in
 # [2**30, 2**31) and a `shift`. Double rounding (convolutions, ADD): the rounded high word of (acc << max(shift, 0))
 # times m over 2**31, then a rounding shift right by max(-shift, 0); single rounding (per-channel FULLY_CONNECTED):
-# acc * m over 2**(31 - shift), rounded. Both round halves away from zero, as TFLite's C division does. The 62-bit
+# acc * m over 2**(31 - shift), rounded. Both round halves up (toward +inf): what TFLite's nudge and its truncating
+# C division give (the host's int64 definitions in microdx.fixedpoint, tested). The 62-bit
 # product is formed in 14-bit limbs: a column of three limb products and a carry stays below 2**30, so a 32-bit MCU
 # computes it in small ints, allocating nothing (m, at least 2**30, is passed as its 16-bit halves for the same
-# reason). Pure Python, the reference of udx/tflq_viper.py. Not used by a kernel yet: the TFLite importer's layers
-# will call it.
+# reason). Pure Python, the reference of udx/tflq_viper.py (requant and, per tile row or pixel, requant_run); the
+# int8 kernels call it for layers whose entry has "rq" (udx/dense.py requant_row).
 
 
 def round_shift(x, b0, b1, b2, t):
-    """|x| * m / 2**t rounded half away from zero, with x's sign: floor((P + 2**(t-1)) / 2**t) for P = |x| * m, and
-    for negative x -floor((P + 2**(t-1) - 1) / 2**t). x: int32; m = b0 + b1 2**14 + b2 2**28 (14-bit limbs: m itself,
+    """x * m / 2**t rounded half up: floor((P + 2**(t-1)) / 2**t) for P = |x| * m, and for negative x
+    -floor((P + 2**(t-1) - 1) / 2**t). x: int32; m = b0 + b1 2**14 + b2 2**28 (14-bit limbs: m itself,
     2**30 or more, would be a long int on an MCU); t: 1 .. 62."""
     neg = x < 0
     a = -x if neg else x

@@ -24,4 +24,5 @@ def align(n: int) -> int:
 KIND_DTYPES = {("dense", "i8"), ("dense", "f32"), ("sparse", "i8"), ("codebook", "i8"), ("dense16", "i8"),
                ("dense16", "f32"), ("conv2d", "i8"), ("conv2d", "f32"), ("dwconv2d", "i8"), ("dwconv2d", "f32"),
                ("gap", "i8"), ("gap", "f32"), ("avgpool2d", "i8"), ("avgpool2d", "f32"), ("maxpool2d", "i8"),
-               ("maxpool2d", "f32"), ("act", "i8"), ("act", "f32"), ("softmax", "i8"), ("softmax", "f32")}
+               ("maxpool2d", "f32"), ("act", "i8"), ("act", "f32"), ("softmax", "i8"), ("softmax", "f32"),
+               ("add", "i8"), ("add", "f32")}

@@ -94,6 +94,7 @@ def parse(data: bytes) -> Blob:
             _field(spec, "scale", float, what)
             _int(spec, "zero", -128, 127, what)
     layers, record_bytes, prev = [], [], in_shape
+    outs, last_add = [], -1      # each layer's output shape; the index of the last add (one skip is live at a time)
     for i, e in enumerate(_field(header, "layers", list, "header")):
         what = f"layer {i}"
         kind, dtype = _field(e, "kind", str, what), _field(e, "dtype", str, what)
@@ -110,8 +111,16 @@ def parse(data: bytes) -> Blob:
             raise FormatError(f"{what}: input shape {list(s_in)} does not follow {list(prev)}")
         prev = s_out
         attrs = {k: e[k] for k in ("act", "zero", "scale") if k in e}
+        if "rq" in e or "hi" in e:   # TFLite's requantization and clamp (layers of int8 .tflite models)
+            if dtype != "i8" or kind not in ("dense", "conv2d", "dwconv2d", "add") or (kind == "add" and "rq" in e):
+                raise FormatError(f"{what}: rq / hi belong to int8 dense, conv (and hi to add) layers, not "
+                                  f"{kind}/{dtype}")
+            if "rq" in e:
+                attrs["rq"] = _int(e, "rq", 1, 2, what)
+            if "hi" in e:
+                attrs["hi"] = _int(e, "hi", -128, 127, what)
         n_in, n_out = math.prod(s_in), s_out[-1]      # a dense layer takes any input flattened
-        if kind not in ("conv2d", "dwconv2d", "avgpool2d", "maxpool2d", "act") and len(s_out) != 1:
+        if kind not in ("conv2d", "dwconv2d", "avgpool2d", "maxpool2d", "act", "add") and len(s_out) != 1:
             raise FormatError(f"{what}: a {kind} layer outputs a vector, not {list(s_out)}")
         if kind == "codebook":
             attrs["bits"] = _int(e, "bits", 2, 6, what)
@@ -132,6 +141,18 @@ def parse(data: bytes) -> Blob:
                 attrs["func"] = _field(e, "func", str, what)
                 if attrs["func"] not in act.FUNCS:
                     raise FormatError(f"{what}: unknown activation function {attrs['func']!r}")
+        if kind == "add":
+            attrs["skip"] = _int(e, "skip", -1, i - 1, what)
+            if attrs["skip"] < last_add:
+                raise FormatError(f"{what}: adds layer {attrs['skip']}'s output, before the previous add (layer "
+                                  f"{last_add}): one skip buffer is live at a time")
+            last_add = i
+            skip = in_shape if attrs["skip"] < 0 else outs[attrs["skip"]]
+            if s_in != s_out or math.prod(skip) != n_in or n_in > MAX_DIM:
+                raise FormatError(f"{what}: add keeps the shape and adds {list(skip)}, not {list(s_in)} -> "
+                                  f"{list(s_out)}")
+            if dtype == "i8":
+                attrs["za"], attrs["zb"] = _int(e, "za", -128, 127, what), _int(e, "zb", -128, 127, what)
         if kind == "gap":
             if len(s_in) != 3 or s_out != (s_in[2],) or math.prod(s_in) > MAX_DIM:
                 raise FormatError(f"{what}: gap maps (H, W, C) to (C,), not {list(s_in)} -> {list(s_out)}")
@@ -149,6 +170,7 @@ def parse(data: bytes) -> Blob:
         if kind == "sparse":
             _check_csr(tensors, attrs, what)
         layers.append(Layer(kind, name, dtype, tensors, attrs))
+        outs.append(s_out)
         record_bytes.append(rlen)
     if not layers:
         raise FormatError("header: model has no layers")

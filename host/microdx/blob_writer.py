@@ -13,7 +13,8 @@ from microdx.errors import FormatError, UnsupportedOpError
 from microdx.ir import Graph, Layer, layer_shapes
 
 # header keys carried per layer kind besides kind/dtype/in/out/off/len
-LAYER_ATTRS = ("act", "zero", "scale", "nnz", "row_nnz", "bits", "kernel", "stride", "pad", "in_zero", "func")
+LAYER_ATTRS = ("act", "zero", "scale", "nnz", "row_nnz", "bits", "kernel", "stride", "pad", "in_zero", "func", "hi",
+               "rq", "skip", "za", "zb")
 
 
 def _crc(data: bytes) -> int:

@@ -85,8 +85,9 @@ def cmd_convert(a):
             raise
 
     def text():
-        lines = [f"wrote {a.out}: {r['blob_bytes']:,} bytes ({r['dtype']}), float32 weights {r['float32_bytes']:,} "
-                 f"bytes ({r['compression']}x)"]
+        lines = [f"wrote {a.out}: {r['blob_bytes']:,} bytes ({r['dtype']}), " +
+                 (f"the .tflite {r['source_bytes']:,} bytes" if "source_bytes" in r else
+                  f"float32 weights {r['float32_bytes']:,} bytes") + f" ({r['compression']}x)"]
         if "loss_points" in r:
             lines.append(f"auto-fit: recipe {r['recipe'] or '(none needed)'}; accuracy on the data "
                          f"{_num(r['accuracy'])} against {_num(r['baseline_int8_accuracy'])} for plain int8 "
@@ -94,8 +95,9 @@ def cmd_convert(a):
         if "accuracy_calib" in r:
             optimized = (f"after the recipe {_num(r['optimized_float_accuracy_calib'])}, "
                          if "optimized_float_accuracy_calib" in r else "")
-            lines.append(f"accuracy on the calibration data: float {_num(r['float_accuracy_calib'])}, {optimized}"
-                         f"converted (host reference) {_num(r['accuracy_calib'])} (y read as {r['labels_as']})")
+            base = f"float {_num(r['float_accuracy_calib'])}, " if "float_accuracy_calib" in r else ""
+            lines.append(f"accuracy on the calibration data: {base}{optimized}converted (host reference) "
+                         f"{_num(r['accuracy_calib'])} (y read as {r['labels_as']})")
         lines += [f"note: {n}" for n in r["notes"]]
         if "fit" in r:
             lines.append(fit.format_report(r["fit"]))

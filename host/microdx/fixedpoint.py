@@ -73,7 +73,7 @@ def requantize(acc, m, s):
 # --- TFLite's requantization (the int8 TFLite importer keeps a model's own multipliers) -------------------------
 # TFLite stores each real multiplier as a Q31 integer M in [2**30, 2**31) and a shift (MultiplyByQuantizedMultiplier
 # in its reference kernels): x << max(shift, 0), then SaturatingRoundingDoublingHighMul(x, M) = the 64-bit product
-# 2*x*M divided by 2**32, rounded half away from zero in C's division (the nudge 2**30, or 1 - 2**30 below zero),
+# 2*x*M divided by 2**32 in C's truncating division after a nudge of 2**30 (1 - 2**30 below zero): halves round up,
 # then RoundingDivideByPOT by max(-shift, 0): an arithmetic shift right that rounds half away from zero.
 # tflite_requantize computes exactly that with 14-bit limbs, so that no product or column sum leaves MicroPython's
 # 31-bit small ints on an MCU (nor int32), as the device does (udx/tflq.py).
@@ -115,7 +115,7 @@ def _product_limbs(x, mult):
 
 
 def _round_shift(x, mult, t):
-    """x * mult / 2**t rounded half away from zero, exactly as TFLite rounds, for int32 x, 0 <= mult < 2**31 and
+    """x * mult / 2**t rounded half up (toward +inf), exactly as TFLite rounds, for int32 x, 0 <= mult < 2**31 and
     1 <= t <= 62: floor((P + 2**(t-1)) / 2**t) for P = |x| * mult, and below zero -floor((P + 2**(t-1) - 1) / 2**t),
     which is the truncating division of TFLite's nudged high multiply (t = 31) and its single-rounding multiply
     (t = 31 - shift) alike. From the limbs: the bits of P from t up, bit t - 1, and whether any bit below is set."""

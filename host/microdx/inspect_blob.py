@@ -26,6 +26,7 @@ def inspect(path, board: str | None = None, budget: int | None = None) -> dict:
             "input": h["input"], "output": h["output"], "labels": g.labels, "layers": layers,
             "macs": sum(x["macs"] for x in layers), "min_budget_bytes": plan["min_budget"],
             "full_budget_bytes": plan["full_budget"], "default_budget_bytes": plan["default_budget"],
+            "skip_bytes": plan["skip_bytes"],
             "recipe": g.recipe}
     if board is not None:
         info["fit"] = fit.check(path, board, budget)
@@ -50,7 +51,9 @@ def format_table(info: dict) -> str:
         rows.append(f"{i:>2} {x['name'][:16]:<16} {x['kind']:<8} {x['dtype']:<5} {_dims(x['in']):>10} {_dims(x['out']):>10} "
                     f"{x['act'] or '-':<5} {x['bytes']:>10,} {x['macs']:>10,} {x['ram_min_bytes']:>9,} {x['ram_one_tile_bytes']:>11,}")
     rows += ["", f"RAM budget (udx.Model budget=, bytes): min {info['min_budget_bytes']:,}, "
-                 f"default {info['default_budget_bytes']:,}, every layer in one tile {info['full_budget_bytes']:,}"]
+                 f"default {info['default_budget_bytes']:,}, every layer in one tile {info['full_budget_bytes']:,}"
+             + (f" (each counts a skip buffer {info['skip_bytes']:,} bytes for the residual adds)"
+                if info.get("skip_bytes") else "")]
     if "fit" in info:
         rows += ["", fit.format_report(info["fit"])]
     return "\n".join(rows)

@@ -51,7 +51,7 @@ def layer_shapes(graph: Graph) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     from microdx.ops import op
 
     shapes, cur = [], tuple(graph.input_shape)
-    for layer in graph.layers:
+    for i, layer in enumerate(graph.layers):
         view = layer.attrs.get("in_shape")   # a reshape is free: a layer may view its input in its own shape
         if view is not None and tuple(view) != cur:
             if math.prod(view) != math.prod(cur):
@@ -67,6 +67,15 @@ def layer_shapes(graph: Graph) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
         elif layer.kind in ("sparse", "codebook"):
             out = (int(layer.tensors["b"].shape[0]),)
         elif layer.kind == "affine":          # elementwise: keeps the shape
+            out = cur
+        elif layer.kind == "add":             # elementwise with an earlier layer's output (or the input: -1)
+            k = layer.attrs["skip"]
+            if not -1 <= k < i:
+                raise UnsupportedOpError(f"layer '{layer.name}': adds the output of layer {k}, which does not come "
+                                         f"before it")
+            skip = tuple(graph.input_shape) if k < 0 else shapes[k][1]
+            if math.prod(skip) != math.prod(cur):
+                raise UnsupportedOpError(f"layer '{layer.name}': adds {list(skip)} to {list(cur)}")
             out = cur
         else:
             raise UnsupportedOpError(f"layer '{layer.name}': kind '{layer.kind}' has no shape rule")

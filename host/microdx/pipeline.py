@@ -2,6 +2,8 @@
 emulated board. Data files arrive as microdx.data.Data: x real values, or x_q int8 codes."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from microdx import blob_reader, blob_writer, data, emulator, fit, importers, reference
@@ -61,7 +63,10 @@ def convert(src, out, calib=None, use_float: bool = False, recipe: str | None = 
     steps = parse_recipe(recipe) if recipe else []     # a bad recipe fails before any work
     if calib is not None and not isinstance(calib, data.Data):
         calib = data.load(calib)
-    cleaned = get("clean").apply(importers.load(src))
+    imported = importers.load(src)
+    if imported.dtype == "i8":   # an int8 .tflite: TFLite's own quantization, kept as it is
+        return _convert_integer(imported, src, out, calib, use_float, recipe)
+    cleaned = get("clean").apply(imported)
     source, notes, reports = cleaned.graph, list(cleaned.report["notes"]), []
     graph = source
     for step in steps:
@@ -100,6 +105,27 @@ def convert(src, out, calib=None, use_float: bool = False, recipe: str | None = 
         if recipe:   # the optimizers' own cost, before quantization
             report["optimized_float_accuracy_calib"] = _accuracy(reference.run_float(graph, calib.x), calib, graph)[0]
         report["accuracy_calib"] = _accuracy(reference.run(result, calib.x), calib, graph)[0]
+    return report
+
+
+def _convert_integer(graph, src, out, calib, use_float: bool, recipe: str | None) -> dict:
+    """convert() of a model that is integer already (an int8 .tflite): packed as it is, so the device computes
+    exactly TFLite's integers; the optimizers and --float need the float model."""
+    if use_float or recipe:
+        raise QuantizationError(f"{src} is an int8 model: microdx keeps its quantization as it is, so "
+                                f"{'--float' if use_float else 'a recipe'} cannot apply; convert the float .tflite "
+                                f"(or its ONNX / Keras source) to use microdx's optimizers or a float blob")
+    if calib is not None and calib.rows.shape[1] != graph.input_size:
+        raise InputShapeError(f"{calib.path}: {calib.key} has {calib.rows.shape[1]} features per row; the model "
+                              f"expects {graph.input_size}")
+    size = blob_writer.write(graph, out)
+    source_bytes = os.path.getsize(src)
+    report = {"model": graph.name, "dtype": "i8", "blob_bytes": size, "source_bytes": source_bytes,
+              "compression": round(source_bytes / size, 2),
+              "notes": ["int8 .tflite: its own quantization and TFLite's integer arithmetic are kept (no calibration)"]}
+    if calib is not None and data.is_class_labels(calib.y):
+        report["accuracy_calib"], report["labels_as"] = _accuracy(reference.run(graph, model_input(graph, calib)),
+                                                                  calib, graph)
     return report
 
 

@@ -39,16 +39,25 @@ def quantize_graph(graph: Graph, calib_x: np.ndarray) -> tuple[Graph, list[str]]
     if marked:
         raise QuantizationError(f"layer(s) {', '.join(marked)} are marked for float16 storage (recipe step f16), "
                                 f"which is for float blobs: add --float, or use int16 / kmeans for an int8 blob")
-    for layer, (s_in, _) in zip(graph.layers, layer_shapes(graph)):
+    skips = {layer.attrs["skip"] for layer in graph.layers if layer.kind == "add"}
+    saved = {-1: (h, in_q)} if -1 in skips else {}   # residual adds: an earlier output and its quantization
+    for i, (layer, (s_in, _)) in enumerate(zip(graph.layers, layer_shapes(graph))):
         kind = op(layer.kind)
         h = layer_input(layer, h, s_in)
         power = np.mean(h * h, axis=0)          # per-input mean square: weighs each weight's rounding error
-        h = kind.forward_float(layer, h)
+        extra = {}
+        if layer.kind == "add":
+            skip, extra["skip_q"] = saved[layer.attrs["skip"]]
+            h = kind.forward_float(layer, (h, skip.reshape(h.shape)))
+        else:
+            h = kind.forward_float(layer, h)
         if not np.isfinite(h).all():
             raise QuantizationError(f"layer '{layer.name}' overflows to Inf/NaN on the calibration data; "
                                     f"check its weights and the input scaling")
         quantizer = dense16 if layer.attrs.get("weight_bits") == 16 else kind   # mixed precision: recipe step int16
-        qlayer, cur_q, layer_notes = quantizer.quantize(layer, cur_q, act_qparams(h.min(), h.max()), power)
+        qlayer, cur_q, layer_notes = quantizer.quantize(layer, cur_q, act_qparams(h.min(), h.max()), power, **extra)
+        if i in skips:
+            saved[i] = (h, cur_q)
         qlayer = codebook.maybe_codebook(qlayer)  # packed indices when k-means shared its weights
         qlayer = sparse.maybe_sparse(qlayer)     # CSR when the layer's zero weights make it smaller
         layers.append(qlayer)

@@ -12,7 +12,8 @@ DEFAULT_SCRATCH = 16384  # bytes; device/udx/plan.py DEFAULT_SCRATCH
 def plan(graph: Graph) -> dict:
     """Per-layer and whole-model RAM in bytes.
 
-    layers[i]: act_in/act_out (activation bytes), row_scratch (smallest weight tile) and full_scratch.
+    layers[i]: act_in/act_out (activation bytes), row_scratch (smallest weight tile) and full_scratch;
+    skip_bytes: the skip buffer residual adds need (0 without).
     min_budget: the smallest `budget` udx.Model accepts; full_budget: budget with every layer in one tile;
     default_budget: what udx.Model uses when given no budget.
     """
@@ -25,9 +26,11 @@ def plan(graph: Graph) -> dict:
         row, full = op(layer.kind).scratch_bytes(layer)
         layers.append({"act_in": s_in * item, "act_out": s_out * item, "row_scratch": row, "full_scratch": full})
         act_max = max(act_max, s_out)
-    fixed = 2 * (2 * act_max + n_out) * item   # two ping-pong buffers + output, counted double (see device)
+    # residual adds: one skip buffer of the largest activation an add takes from an earlier layer (or the input)
+    skip = max((s_in for layer, (s_in, _) in zip(graph.layers, shapes) if layer.kind == "add"), default=0)
+    fixed = 2 * (2 * act_max + n_out + skip) * item   # two ping-pong buffers + output (+ skip), counted double
     smin = max(x["row_scratch"] for x in layers)
     sfull = max(x["full_scratch"] for x in layers)
-    return {"layers": layers, "activation_bytes": fixed, "min_budget": fixed + per * smin,
+    return {"layers": layers, "activation_bytes": fixed, "skip_bytes": skip * item, "min_budget": fixed + per * smin,
             "full_budget": fixed + per * sfull,
             "default_budget": fixed + per * min(sfull, max(smin, DEFAULT_SCRATCH))}

@@ -3,8 +3,7 @@
 A sequential chain of FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D (depth multiplier 1), AVERAGE_POOL_2D,
 MAX_POOL_2D, MEAN over H and W (Keras' GlobalAveragePooling2D), RESHAPE and a final SOFTMAX, with fused RELU / RELU6, NHWC as TFLite stores it (microdx's HWC: no
 transposes; conv weights are OHWI in both). SAME padding becomes TFLite's explicit padding (the extra cell after).
-int8 .tflite files are refused for now: importing them means keeping TFLite's own quantization and arithmetic
-(microdx.importers.tflite_read reproduces it on the host; the device side comes next).
+int8 .tflite files keep their own quantization and TFLite's arithmetic instead: microdx.importers.tflite_int8.
 """
 from __future__ import annotations
 
@@ -14,31 +13,28 @@ from pathlib import Path
 import numpy as np
 
 from microdx.errors import UnsupportedOpError
-from microdx.importers import tflite_read
+from microdx.importers import tflite_int8, tflite_read
 from microdx.ir import Graph, canonicalize
 from microdx.ops import conv2d
 
 
 def load(path) -> Graph:
-    """The float Graph of the float .tflite model at `path`."""
+    """The Graph of the .tflite model at `path`: float for a float model, int8 (tflite_int8) for a full-integer one."""
     m = tflite_read.read(path)
     t = m.tensors
     if len(m.inputs) != 1 or len(m.outputs) != 1:
         raise UnsupportedOpError(f"{path}: {len(m.inputs)} inputs and {len(m.outputs)} outputs; microdx imports "
                                  f"models with one of each")
     inp = t[m.inputs[0]]
-    if inp.dtype != np.float32:
-        raise UnsupportedOpError(
-            f"{path}: an int8 .tflite model (input '{inp.name}' is {np.dtype(inp.dtype).name}); microdx does not yet "
-            f"keep a TFLite model's own quantization: convert the float model (TFLiteConverter without "
-            f"optimizations) and let microdx quantize it")
+    if inp.dtype != np.float32:   # a full-integer model: its own quantization and arithmetic are kept
+        return tflite_int8.load(path, m, Path(path).stem)
     shape = tuple(inp.shape[1:])
     ops, cur, post = [], m.inputs[0], []
     for op in m.ops:
         where = f"{path}: op '{op.name}' ({op.op})"
         if op.op == "ADD":
-            raise UnsupportedOpError(f"{where}: residual connections are not imported yet (they need a skip buffer "
-                                     f"in the device's RAM plan)")
+            raise UnsupportedOpError(f"{where}: residual ADDs are imported from int8 .tflite files (TFLite's own "
+                                     f"quantization, kept exactly); from float ones not yet")
         if op.inputs[0] != cur:
             raise UnsupportedOpError(f"{where} does not read the previous op's output: microdx imports sequential "
                                      f"models only (residual ADDs come with the skip buffer)")

@@ -116,7 +116,7 @@ def scratch_bytes(layer: Layer) -> tuple[int, int]:
     """(one output channel, whole layer) of weight scratch in bytes, as device/udx/conv2d.py plans it: a tile of
     output channels, each kh*kw*in weights (+ bias and multiplier, or + float bias)."""
     out, k = _matrix(layer).shape
-    row = k + 8 if layer.dtype == "i8" else 4 * (k + 1)
+    row = k + dense.tail_bytes(layer) if layer.dtype == "i8" else 4 * (k + 1)
     return row, row * out
 
 
@@ -124,5 +124,5 @@ def tensor_spec(dtype: str, n: int, m: int, entry: dict) -> dict[str, tuple[str,
     """Blob tensors of a conv2d layer with m output channels; entry has kernel and in_shape."""
     shape = (m, *entry["kernel"], entry["in_shape"][-1])
     if dtype == "i8":
-        return {"w": ("u8", shape), "b": ("i32", (m,)), "q": ("u32", (m,))}
+        return {"w": ("u8", shape), "b": ("i32", (m,)), "q": dense.q_spec(m, entry)}
     return {"w": ("f32", shape), "b": ("f32", (m,))}

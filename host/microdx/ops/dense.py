@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from microdx.errors import QuantizationError
-from microdx.fixedpoint import INT32_MAX, M_LIMIT, check_int32, quantize_multiplier, requantize
+from microdx.fixedpoint import INT32_MAX, M_LIMIT, check_int32, quantize_multiplier, requantize, tflite_requantize
 from microdx.ir import Layer
 
 W_OFFSET = 128  # weights are stored offset-binary: uint8 = int8 + 128 (device reads them unsigned)
@@ -129,15 +129,36 @@ def forward_i8(layer: Layer, x: np.ndarray) -> np.ndarray:
 
 def finish_i8(layer: Layer, s1: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """What device/udx/dense.py requant_row does with a row's sum(w_u*x) `s1` and 128*sum(x) `xs`:
-    (s1 - xs) + bias, requantized, plus the output zero point, clamped (ReLU: at the zero point)."""
+    (s1 - xs) + bias, requantized, plus the output zero point, clamped to [lo, hi] (ReLU: lo is the zero point; hi is
+    127 unless attrs give it). Requantization: microdx's (q = m | s << 16), or with attrs rq (layers of int8 .tflite
+    models) TFLite's, q = (Q31 multiplier, shift) pairs, single (rq 1) or double (rq 2) rounding."""
     bias = layer.tensors["b"].astype(np.int64)
     q = layer.tensors["q"].astype(np.int64)
-    mult, shift = q & 0xFFFF, (q >> 16) & 0xFF
     t = s1 - xs
     check_int32("sum(w_u*x) - 128*sum(x)", t)
-    v = requantize(t + bias[None, :], mult[None, :], shift[None, :]) + layer.attrs["zero"]
+    acc = t + bias[None, :]
+    if layer.attrs.get("rq"):
+        check_int32("accumulator", acc)
+        shift = q[:, 1] - ((q[:, 1] & 0x80000000) << 1)     # the shift is stored as int32 in a u32
+        v = tflite_requantize(acc, q[None, :, 0], shift[None, :], single=layer.attrs["rq"] == 1)
+    else:
+        v = requantize(acc, (q & 0xFFFF)[None, :], ((q >> 16) & 0xFF)[None, :])
     lo = layer.attrs["zero"] if layer.attrs.get("act") == "relu" else -128
-    return np.clip(v, lo, 127).astype(np.int8)
+    return np.clip(v + layer.attrs["zero"], lo, layer.attrs.get("hi", 127)).astype(np.int8)
+
+
+def tail_bytes(layer_or_attrs) -> int:
+    """Bytes per output row in the device's int8 tiles beyond the weights: bias and multiplier (8), or with TFLite's
+    requantization (attrs rq) bias, multiplier, shift and the row's int32 accumulator (16: the native kernels
+    requantize a tile's accumulators in one call)."""
+    attrs = getattr(layer_or_attrs, "attrs", layer_or_attrs)
+    return 16 if attrs.get("rq") else 8
+
+
+def q_spec(m: int, attrs) -> tuple[str, tuple[int, ...]]:
+    """The blob dtype and shape of an int8 layer's q tensor: one u32 per output, or (Q31 multiplier, shift) pairs
+    under TFLite's requantization (attrs rq)."""
+    return ("u32", (m, 2) if (attrs or {}).get("rq") else (m,))
 
 
 def forward_f32(layer: Layer, x: np.ndarray) -> np.ndarray:
@@ -148,12 +169,12 @@ def forward_f32(layer: Layer, x: np.ndarray) -> np.ndarray:
 def scratch_bytes(layer: Layer) -> tuple[int, int]:
     """(one output row, whole layer) of weight scratch the device kernel needs, in bytes (device/udx/dense.py)."""
     m, n = layer.tensors["w"].shape
-    row = n + 8 if layer.dtype == "i8" else 4 * (n + 1)
+    row = n + tail_bytes(layer) if layer.dtype == "i8" else 4 * (n + 1)
     return row, row * m
 
 
 def tensor_spec(dtype: str, n: int, m: int, entry: dict | None = None) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Blob tensors of a dense layer with n inputs and m outputs: name -> (blob dtype, shape)."""
     if dtype == "i8":
-        return {"w": ("u8", (m, n)), "b": ("i32", (m,)), "q": ("u32", (m,))}
+        return {"w": ("u8", (m, n)), "b": ("i32", (m,)), "q": q_spec(m, entry)}
     return {"w": ("f32", (m, n)), "b": ("f32", (m,))}

@@ -82,12 +82,12 @@ def macs(layer: Layer) -> int:
 def scratch_bytes(layer: Layer) -> tuple[int, int]:
     """(one channel, whole layer) of scratch in bytes, as device/udx/dwconv2d.py plans it."""
     c, k = _matrix(layer).shape
-    row = k + 8 if layer.dtype == "i8" else 4 * (k + 1)
+    row = k + dense.tail_bytes(layer) if layer.dtype == "i8" else 4 * (k + 1)
     return row, row * c
 
 
 def tensor_spec(dtype: str, n: int, m: int, entry: dict) -> dict:
     shape = (m, *entry["kernel"])
     if dtype == "i8":
-        return {"w": ("u8", shape), "b": ("i32", (m,)), "q": ("u32", (m,))}
+        return {"w": ("u8", shape), "b": ("i32", (m,)), "q": dense.q_spec(m, entry)}
     return {"w": ("f32", shape), "b": ("f32", (m,))}
