@@ -1,9 +1,9 @@
 """PyTorch CNNs exported to ONNX with both exporters (tools/make_cnn_onnx_fixtures.py, trained on scikit-learn's 8x8
 digits): Conv (group 1 and depthwise), BatchNormalization folded into the conv, ReLU and ReLU6 (Clip), MaxPool,
 AveragePool without padded cells, global average pooling (GlobalAveragePool or the dynamo exporter's ReduceMean),
-Flatten in CHW order. The float graph equals onnxruntime to float tolerance on the held-out digits (fed HWC to
-microdx, NCHW to onnxruntime); the int8 blob stays within a point of float accuracy and runs bit-exact on the
-emulated RP2040."""
+Flatten in CHW order, residual Adds (the second block adding the first block's output; the device keeps a skip
+buffer). The float graph equals onnxruntime to float tolerance on the held-out digits (fed HWC to microdx, NCHW to
+onnxruntime); the int8 blob stays within a point of float accuracy and runs bit-exact on the emulated RP2040."""
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,8 @@ def _hwc(x):
     ("dw_dynamo", ["conv2d", "dwconv2d", "act", "conv2d", "maxpool2d", "dense"]),
     ("gap_classic", ["conv2d", "avgpool2d", "conv2d", "gap", "dense"]),
     ("gap_dynamo", ["conv2d", "avgpool2d", "conv2d", "gap", "dense"]),
+    ("res_classic", ["conv2d", "conv2d", "add", "conv2d", "add", "maxpool2d", "dense"]),   # two residual blocks
+    ("res_dynamo", ["conv2d", "conv2d", "add", "conv2d", "add", "maxpool2d", "dense"]),
 ])
 def test_pytorch_cnn_imports_exactly_and_runs_on_the_rp2040(digits, tmp_path, name, kinds):
     import onnxruntime as ort
@@ -55,6 +57,28 @@ def test_pytorch_cnn_imports_exactly_and_runs_on_the_rp2040(digits, tmp_path, na
     assert float_acc > 0.95 and (host.argmax(1) == y_te).mean() >= float_acc - 0.01
     run = emulator.run(tmp_path / "m.dxb", xq[:60], board="rp2040")
     np.testing.assert_array_equal(run.outputs, host[:60])
+    if "add" in kinds:   # the add layers fused the ReLU after them and name the layers they add
+        adds = [layer for layer in g.layers if layer.kind == "add"]
+        assert all(a.attrs["act"] == "relu" for a in adds) and adds[1].attrs["skip"] == adds[0].name
+        fb = tmp_path / "f.dxb"
+        blob_writer.write(g, fb)   # the float blob too
+        dev = emulator.run(fb, _hwc(x_te[:30]).astype(np.float32)).outputs
+        np.testing.assert_allclose(dev, fl[:30], rtol=1e-4, atol=1e-4)
+
+
+def test_an_add_of_a_tensor_that_a_fused_relu_changed_is_refused(tmp_path):
+    """h = Conv(x); y = Relu(h) + h: the pre-ReLU h is not a layer's output once the ReLU is fused: named, refused."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((2, 1, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["h"], name="conv"), helper.make_node("Relu", ["h"], ["r"], name="relu"),
+             helper.make_node("Add", ["r", "h"], ["y"], name="res")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], [w])
+    onnx_path = tmp_path / "m.onnx"
+    onnx_path.write_bytes(helper.make_model(graph).SerializeToString())
+    with pytest.raises(UnsupportedOpError, match=r"node 'res' \(Add\) adds 'h', which microdx does not keep"):
+        load(onnx_path)
 
 
 def test_chw_flatten_is_reordered_for_hwc():

@@ -131,12 +131,21 @@ def test_every_unsupported_node_is_listed_with_an_alternative(tmp_path):
     assert "node 'leaky' uses op 'LeakyRelu' (instead: ReLU)" in msg
 
 
-def test_residual_branch_is_named(tmp_path):
+def test_a_residual_add_imports_and_parallel_branches_are_named(tmp_path):
+    w = RNG.normal(size=(6, 6))
     nodes = [helper.make_node("Gemm", ["x", "w"], ["h"], name="fc", transB=1),
-             helper.make_node("Add", ["h", "x"], ["y"], name="skip")]
-    save(tmp_path / "m.onnx", nodes, [_init("w", RNG.normal(size=(6, 6)))], ["y"])
-    with pytest.raises(UnsupportedOpError, match="node 'skip' \\(Add\\) takes h, x.*residual"):
-        importers.load(tmp_path / "m.onnx")
+             helper.make_node("Add", ["h", "x"], ["y"], name="skip")]        # y = W x + x: the input is the skip
+    save(tmp_path / "m.onnx", nodes, [_init("w", w)], ["y"])
+    g = importers.load(tmp_path / "m.onnx")
+    assert [layer.kind for layer in g.layers] == ["dense", "add"] and g.layers[1].attrs["skip"] is None
+    x = RNG.normal(size=(5, 6))
+    np.testing.assert_allclose(reference.run_float(g, x), x @ w.T + x, rtol=1e-5)
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["a"], name="fc1", transB=1),
+             helper.make_node("Gemm", ["x", "w"], ["b"], name="fc2", transB=1),   # a second branch from x
+             helper.make_node("Add", ["a", "b"], ["y"], name="join")]
+    save(tmp_path / "b.onnx", nodes, [_init("w", w)], ["y"])
+    with pytest.raises(UnsupportedOpError, match="node 'fc2' \\(Gemm\\) takes x.*branches"):
+        importers.load(tmp_path / "b.onnx")
 
 
 @pytest.mark.parametrize("content", [b"this is not a model\n", b""])

@@ -1,8 +1,8 @@
 """Float .tflite models (tools/make_tflite_fixtures.py: Keras models through TensorFlow's converter, outputs from
 TFLite's reference kernels): imported as float Graphs whose forward equals TFLite's to float rounding, then
 quantized by microdx like an ONNX model and run on the emulated RP2040, bit-exact with the host reference; conv
-models take calibration and input data of shape (N, H, W, C). Refusals (int8 files, residual ADD, a non-.tflite)
-are in tests/test_cli_errors.py."""
+models take calibration and input data of shape (N, H, W, C). Refusals (a float blob of an int8 file, a
+non-.tflite) are in tests/test_cli_errors.py; int8 files in tests/test_tflite_int8.py."""
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "tflite"
     ("cnn_f32", ["conv2d", "conv2d", "act", "maxpool2d", "dense"]),          # SAME (uneven) and VALID, strides
     ("kws_dscnn_f32", ["conv2d", "dwconv2d", "conv2d", "dwconv2d", "conv2d", "avgpool2d", "dense"]),
     ("gap_mean_f32", ["conv2d", "gap", "dense"]),                            # GlobalAveragePooling2D: MEAN
+    ("residual_f32", ["conv2d", "conv2d", "add", "avgpool2d", "dense"]),      # residual ADD, its RELU fused
 ])
 def test_float_forward_equals_tflite(name, kinds):
     g = load(FIXTURES / f"{name}.tflite")

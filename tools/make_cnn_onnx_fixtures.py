@@ -5,6 +5,8 @@ the fixtures of tests/test_onnx_cnn.py (tests/fixtures/onnx_cnn/).
   MaxPool 2 -> Flatten (CHW order) -> Linear. Padding 1 everywhere.
 - `gap`: Conv 3x3 (padding 0) -> ReLU -> AvgPool 2 (stride 1, padding 1, count_include_pad=False) -> Conv 3x3 ->
   BatchNorm -> ReLU -> global average pool -> Flatten -> Linear.
+- `res`: two residual blocks: h = ReLU(BN(Conv(x))); h = ReLU(h + BN(Conv(h))); h = ReLU(h + Conv(h)) -> MaxPool 2 ->
+  Flatten -> Linear (the second block adds the first block's output).
 
 Writes NAME_classic.onnx (torch.onnx.export(dynamo=False, opset 17)) and NAME_dynamo.onnx (dynamo=True); the split
 (train_test_split(test_size=0.25, random_state=0, stratify)) is remade by the tests from scikit-learn's copy of the
@@ -28,7 +30,22 @@ def _nets(torch):
     gap = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.AvgPool2d(2, stride=1, padding=1, count_include_pad=False),
                         nn.Conv2d(8, 12, 3), nn.BatchNorm2d(12), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                         nn.Linear(12, 10))
-    return {"dw": dw, "gap": gap}
+
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.b1 = nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8)
+            self.c2, self.b2 = nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8)
+            self.c3 = nn.Conv2d(8, 8, 3, padding=1)
+            self.pool, self.fc = nn.MaxPool2d(2), nn.Linear(8 * 4 * 4, 10)
+
+        def forward(self, x):
+            h = torch.relu(self.b1(self.c1(x)))
+            h = torch.relu(h + self.b2(self.c2(h)))
+            h = torch.relu(h + self.c3(h))
+            return self.fc(torch.flatten(self.pool(h), 1))
+
+    return {"dw": dw, "gap": gap, "res": Res()}
 
 
 def main():

@@ -25,7 +25,7 @@ OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "tflite"
 
 def _models():
     """name -> (keras model, input shape): an MLP, a CNN with SAME and VALID padding and strides, a depthwise-
-    separable keyword-spotting network over 49x10, a residual block, and a global average pool (MEAN)."""
+    separable keyword-spotting network over 49x10, a residual block, a global average pool (MEAN), and a SOFTMAX and a MEAN alone."""
     import tensorflow as tf
     from tensorflow import keras
     from tensorflow.keras import layers
@@ -65,7 +65,16 @@ def _models():
     inp = keras.Input((10, 8, 2), batch_size=1)   # Keras' GlobalAveragePooling2D: TFLite's MEAN over H and W
     h = layers.Conv2D(6, 3, padding="same", activation="relu")(inp)
     models["gap_mean"] = (keras.Model(inp, layers.Dense(4)(layers.GlobalAveragePooling2D()(h))), (10, 8, 2))
+
+    inp = keras.Input((10,), batch_size=1)   # SOFTMAX alone, its input the logits: many rows test its arithmetic
+    models["softmax"] = (keras.Model(inp, layers.Softmax()(inp)), (10,))
+
+    inp = keras.Input((6, 5, 4), batch_size=1)   # MEAN alone (GlobalAveragePooling2D), its own output scale
+    models["mean"] = (keras.Model(inp, layers.GlobalAveragePooling2D()(inp)), (6, 5, 4))
     return models
+
+
+ROWS = {"softmax": 300, "mean": 300}   # random input rows per model (default 12), before the 4 edge cases
 
 
 def _convert(model, shape, rng):
@@ -114,7 +123,7 @@ def _float_outputs(flat: bytes, shape, rng):
     return x, np.stack(ys)
 
 
-def _reference_outputs(flat: bytes, shape, rng, softmax: bool):
+def _reference_outputs(flat: bytes, shape, rng, softmax: bool, rows: int = 12):
     """(x, y, logits or None) from TFLite's reference kernels."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -124,7 +133,7 @@ def _reference_outputs(flat: bytes, shape, rng, softmax: bool):
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     zero = int(inp["quantization"][1])
     n = int(np.prod(shape))
-    xs = [rng.integers(-128, 128, size=shape) for _ in range(12)]
+    xs = [rng.integers(-128, 128, size=shape) for _ in range(rows)]
     xs += [np.full(shape, -128), np.full(shape, 127), np.full(shape, zero),
            np.tile([-128, 127], n)[:n].reshape(shape)]
     x = np.stack(xs).astype(np.int8)
@@ -152,7 +161,7 @@ def main(argv=None):
     rng = np.random.default_rng(8)
     for name, (model, shape) in _models().items():
         flat = _convert(model, shape, rng)
-        x, y, logits = _reference_outputs(flat, shape, rng, softmax=name == "kws_dscnn")
+        x, y, logits = _reference_outputs(flat, shape, rng, softmax=name == "kws_dscnn", rows=ROWS.get(name, 12))
         (args.out / f"{name}.tflite").write_bytes(flat)
         arrays = {"x": x, "y": y}
         if logits is not None:

@@ -154,10 +154,27 @@ class SoftmaxI8(_Table, SoftmaxF32):
 
     TYPE = "u16"
     NBYTES = 512
+    tfl = False
+
+    def __init__(self, entry, what):
+        SoftmaxF32.__init__(self, entry, what)
+        if "tfl" in entry:   # TFLite's own softmax (an imported int8 .tflite): its u32 exp table, udx/softmax_tfl.py
+            int_field(entry, "tfl", 1, 1, what)
+            if self.n > 4095:
+                raise FormatError("%s: TFLite's softmax sums at most 4095 exps in int32, not %d" % (what, self.n))
+            self.tfl = True
+            self.TYPE = "u32"
+            self.NBYTES = 1024
 
     def forward(self, f, x, y, scratch, trace):
         t = self.table(f, scratch)
         n = self.n
+        if self.tfl:
+            from udx.softmax_tfl import softmax
+            softmax(t, x, y, n)
+            if trace:
+                trace()
+            return
         top = _top(x, n)
         s = 0
         for i in range(n):

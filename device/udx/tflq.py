@@ -16,7 +16,12 @@ def round_shift(x, b0, b1, b2, t):
     2**30 or more, would be a long int on an MCU); t: 1 .. 62."""
     neg = x < 0
     a = -x if neg else x
-    a0, a1, a2 = a & 0x3FFF, (a >> 14) & 0x3FFF, a >> 28
+    return round_limbs(neg, a & 0x3FFF, (a >> 14) & 0x3FFF, a >> 28, b0, b1, b2, t)
+
+
+def round_limbs(neg, a0, a1, a2, b0, b1, b2, t):
+    """round_shift with |x| given as its limbs a0, a1, a2 too (udx/softmax_tfl.py keeps a value it multiplies many
+    times that way) and its sign as `neg`."""
     q = half = below = 0
     c = 0
     i = 0

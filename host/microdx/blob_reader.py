@@ -137,17 +137,25 @@ def parse(data: bytes) -> Blob:
             if s_in != s_out or math.prod(s_in) > MAX_DIM or (kind == "softmax" and n_in > softmax.MAX_LOGITS):
                 raise FormatError(f"{what}: {kind} keeps the shape (at most {MAX_DIM} values), not {list(s_in)} -> "
                                   f"{list(s_out)}")
+            if kind == "softmax" and "tfl" in e:   # TFLite's own arithmetic (an imported int8 .tflite)
+                if dtype != "i8":
+                    raise FormatError(f"{what}: tfl is for int8 softmax layers")
+                attrs["tfl"] = _int(e, "tfl", 1, 1, what)
+                if n_in > softmax.MAX_TFL_LOGITS:
+                    raise FormatError(f"{what}: TFLite's softmax sums at most {softmax.MAX_TFL_LOGITS} exps in int32, "
+                                      f"not {n_in}")
             if kind == "act":
                 attrs["func"] = _field(e, "func", str, what)
                 if attrs["func"] not in act.FUNCS:
                     raise FormatError(f"{what}: unknown activation function {attrs['func']!r}")
         if kind == "add":
-            attrs["skip"] = _int(e, "skip", -1, i - 1, what)
-            if attrs["skip"] < last_add:
-                raise FormatError(f"{what}: adds layer {attrs['skip']}'s output, before the previous add (layer "
+            k = _int(e, "skip", -1, i - 1, what)
+            if k < last_add:
+                raise FormatError(f"{what}: adds layer {k}'s output, before the previous add (layer "
                                   f"{last_add}): one skip buffer is live at a time")
             last_add = i
-            skip = in_shape if attrs["skip"] < 0 else outs[attrs["skip"]]
+            attrs["skip"] = None if k < 0 else layers[k].name   # the IR names it
+            skip = in_shape if k < 0 else outs[k]
             if s_in != s_out or math.prod(skip) != n_in or n_in > MAX_DIM:
                 raise FormatError(f"{what}: add keeps the shape and adds {list(skip)}, not {list(s_in)} -> "
                                   f"{list(s_out)}")
@@ -157,6 +165,12 @@ def parse(data: bytes) -> Blob:
             if len(s_in) != 3 or s_out != (s_in[2],) or math.prod(s_in) > MAX_DIM:
                 raise FormatError(f"{what}: gap maps (H, W, C) to (C,), not {list(s_in)} -> {list(s_out)}")
             attrs["in_shape"] = tuple(s_in)
+            if "mean" in e:   # TFLite's float32 mean (an imported int8 .tflite): its (scale, bias)
+                v = e["mean"]
+                if dtype != "i8" or not isinstance(v, list) or len(v) != 2 or not all(
+                        isinstance(a, float) and math.isfinite(a) for a in v):
+                    raise FormatError(f"{what}: mean must be two finite floats on an int8 gap layer, not {v!r}")
+                attrs["mean"] = tuple(v)
         for tname, (tdtype, tshape) in OPS[kind].tensor_spec(dtype, n_in, n_out, attrs).items():
             t = tensors.get(tname)
             if t is None:

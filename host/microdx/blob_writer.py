@@ -10,11 +10,11 @@ import numpy as np
 from microdx import __version__
 from microdx.blob_format import DTYPES, KIND_DTYPES, MAGIC, MAJOR, MAX_HEADER, MAX_META, MINOR, NP_TO_DTYPE, PREAMBLE, PREAMBLE_SIZE, RECORD_PREFIX, align
 from microdx.errors import FormatError, UnsupportedOpError
-from microdx.ir import Graph, Layer, layer_shapes
+from microdx.ir import Graph, Layer, layer_shapes, skip_index
 
 # header keys carried per layer kind besides kind/dtype/in/out/off/len
 LAYER_ATTRS = ("act", "zero", "scale", "nnz", "row_nnz", "bits", "kernel", "stride", "pad", "in_zero", "func", "hi",
-               "rq", "skip", "za", "zb")
+               "rq", "skip", "za", "zb", "tfl", "mean")
 
 
 def _crc(data: bytes) -> int:
@@ -83,6 +83,8 @@ def pack(graph: Graph) -> bytes:
             entry = {"kind": layer.kind, "dtype": layer.dtype, "in": list(s_in), "out": list(s_out), "off": off, "len": len(rec)}
             entry.update({k: list(v) if isinstance(v, tuple) else v
                           for k, v in layer.attrs.items() if k in LAYER_ATTRS})
+            if layer.kind == "add":   # the device takes the skip by index (-1: the input)
+                entry["skip"] = skip_index(graph.layers, len(entries))
             entries.append(entry)
             off += len(rec)
         header = {

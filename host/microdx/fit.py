@@ -33,24 +33,37 @@ def kernel_modules() -> dict[tuple[str, str], str]:
             for kind, dtype in KIND_DTYPES if f"{kind}/{dtype}" in table or kind in table}
 
 
+# TFLite's own arithmetic (layers of imported int8 .tflite models, and residual adds): modules udx imports only for
+# them, counted only for a blob that has such a layer (graph_kernels marks it with this pseudo pair)
+TFLITE_ARITHMETIC = ("TFLite arithmetic", "i8")
+TFLITE_MODULES = {"udx/tflq.mpy", "udx/tflq_viper.mpy", "udx/dense_tfl_viper.mpy", "udx/softmax_tfl.mpy"}
+
+
 def graph_kernels(graph) -> set[tuple[str, str]]:
-    """The (kind, dtype) pairs of a graph's layers: what selects the kernel modules it needs."""
-    return {(layer.kind, layer.dtype) for layer in graph.layers}
+    """The (kind, dtype) pairs of a graph's layers: what selects the kernel modules it needs (with
+    TFLITE_ARITHMETIC when a layer uses TFLite's requantization, softmax or ADD)."""
+    kernels = {(layer.kind, layer.dtype) for layer in graph.layers}
+    if any(layer.kind == "add" or "rq" in layer.attrs or "tfl" in layer.attrs for layer in graph.layers):
+        kernels.add(TFLITE_ARITHMETIC)
+    return kernels
 
 
 def runtime_files(kernels=None, arch: str | None = None) -> dict[str, int]:
     """udx's .mpy files a board needs (bytes each), compiled for `arch` (the board's mpy_march; default the unix
     port's): all of them, or with `kernels` (a blob's (kind, dtype) pairs, graph_kernels) the core and only the kernel
     modules those need, each with its fast twins (MODULE_viper.mpy, MODULE_asm.mpy, MODULE_ulab.mpy): udx imports a
-    kernel module only when a blob names its kind. udx/dense.mpy is core: udx imports it itself."""
+    kernel module only when a blob names its kind. udx/dense.mpy is core: udx imports it itself; TFLITE_MODULES
+    only with TFLITE_ARITHMETIC in `kernels`."""
     files = emulator.runtime_files(arch)
     modules = kernel_modules()
 
     def with_twin(names):
         return set(names) | {name.replace(".mpy", twin) for name in names for twin in ("_viper.mpy", "_asm.mpy", "_ulab.mpy")}
 
-    optional = with_twin(modules.values()) - with_twin({"udx/dense.mpy"})
+    optional = (with_twin(modules.values()) - with_twin({"udx/dense.mpy"})) | TFLITE_MODULES
     needed = with_twin(modules[k] for k in kernels if k in modules) if kernels is not None else optional
+    if kernels is not None and TFLITE_ARITHMETIC in kernels:
+        needed |= TFLITE_MODULES
     return {name: n for name, n in files.items() if name not in optional or name in needed}
 
 

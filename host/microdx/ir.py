@@ -68,11 +68,8 @@ def layer_shapes(graph: Graph) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
             out = (int(layer.tensors["b"].shape[0]),)
         elif layer.kind == "affine":          # elementwise: keeps the shape
             out = cur
-        elif layer.kind == "add":             # elementwise with an earlier layer's output (or the input: -1)
-            k = layer.attrs["skip"]
-            if not -1 <= k < i:
-                raise UnsupportedOpError(f"layer '{layer.name}': adds the output of layer {k}, which does not come "
-                                         f"before it")
+        elif layer.kind == "add":             # elementwise with an earlier layer's output (or the input)
+            k = skip_index(graph.layers, i)
             skip = tuple(graph.input_shape) if k < 0 else shapes[k][1]
             if math.prod(skip) != math.prod(cur):
                 raise UnsupportedOpError(f"layer '{layer.name}': adds {list(skip)} to {list(cur)}")
@@ -82,6 +79,25 @@ def layer_shapes(graph: Graph) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
         shapes.append((cur, out))
         cur = out
     return shapes
+
+
+def skip_index(layers: list, i: int) -> int:
+    """The index of the layer whose output add layer i adds (attrs skip: its name; None for the model input: -1),
+    or UnsupportedOpError if no earlier layer, or more than one, has that name (say, an optimizer replaced it)."""
+    name = layers[i].attrs["skip"]
+    if name is None:
+        return -1
+    found = [k for k in range(i) if layers[k].name == name]
+    if len(found) != 1:
+        raise UnsupportedOpError(f"layer '{layers[i].name}' (add) adds the output of layer '{name}', which "
+                                 + ("is not before it (did a recipe step replace it?)" if not found else
+                                    f"names {len(found)} earlier layers"))
+    return found[0]
+
+
+def skip_sources(graph: Graph) -> set[int]:
+    """The indices (-1: the input) whose outputs the graph's add layers take."""
+    return {skip_index(graph.layers, i) for i, layer in enumerate(graph.layers) if layer.kind == "add"}
 
 
 def _finite(node: str, name: str, arr: np.ndarray) -> np.ndarray:
@@ -187,7 +203,7 @@ def canonicalize(name, input_shape, ops, labels=()) -> Graph:
     """Build a Graph from an importer's op list, fusing what the runtime fuses.
 
     `ops` is a list of (op, node name, tensors) with op in {"dense", "conv2d", "dwconv2d", "conv1d", "maxpool2d",
-    "avgpool2d", "maxpool1d", "avgpool1d", "gap", "affine", "relu", "relu6", "tanh", "sigmoid", "softmax",
+    "avgpool2d", "maxpool1d", "avgpool1d", "gap", "affine", "add", "relu", "relu6", "tanh", "sigmoid", "softmax",
     "log_softmax", "device_softmax", "flatten", "reshape"}: dense has w (out, in) and b (out,); conv2d (on an (H, W, C) input) has w
     (out, kh, kw, in), b (out,), and optionally stride (sh, sw) and pad (top, bottom, left, right) as int arrays
     (default 1, 1 and 0, 0, 0, 0); affine is an elementwise y = x * scale + shift (input normalisation,
@@ -196,7 +212,9 @@ def canonicalize(name, input_shape, ops, labels=()) -> Graph:
     no-op), reshape (tensor shape) lets the next layer view the same row-major buffer in a new shape (free, no
     copy), 1-D convs and pools (weights (out, k, in); kernel, stride, pad (left, right)) run as their 2-D kinds
     over a (1, L, C) view, relu6 / tanh / sigmoid are layers of kind "act", device_softmax is a softmax computed on
-    the device (kind "softmax"), a final (log-)softmax becomes `graph.post` (the arg-max is the same without it).
+    the device (kind "softmax"), add (tensors: skip, the name of an earlier layer or None for the input) adds that
+    layer's output to the chain (a residual connection), a final (log-)softmax becomes `graph.post` (the arg-max is
+    the same without it).
     Anything else raises
     UnsupportedOpError naming the node.
     """
@@ -268,6 +286,12 @@ def canonicalize(name, input_shape, ops, labels=()) -> Graph:
             shape, width = layer_shapes(Graph("", shape, layers[-1:]))[0][1], None
         elif op in ACT_FUNCS:
             layers.append(Layer("act", node, "f32", {}, {"act": None, "func": op}))
+        elif op == "add":   # residual: the chain plus the output of the earlier layer named skip (None: the input)
+            skip = tensors.get("skip")
+            if skip is not None and skip not in [layer.name for layer in layers]:
+                raise UnsupportedOpError(f"node '{node}' (add) adds the output of '{skip}', which is not an earlier "
+                                         f"layer")
+            layers.append(Layer("add", node, "f32", {}, {"act": None, "skip": skip}))
         elif op == "device_softmax":
             if len(shape) != 1:
                 raise UnsupportedOpError(f"node '{node}' (softmax) needs a vector of logits, not {list(shape)}")

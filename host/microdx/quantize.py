@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from microdx.errors import QuantizationError
-from microdx.ir import Graph, layer_shapes
+from microdx.ir import Graph, layer_shapes, skip_index, skip_sources
 from microdx.ops import codebook, dense16, op, sparse
 
 
@@ -39,7 +39,7 @@ def quantize_graph(graph: Graph, calib_x: np.ndarray) -> tuple[Graph, list[str]]
     if marked:
         raise QuantizationError(f"layer(s) {', '.join(marked)} are marked for float16 storage (recipe step f16), "
                                 f"which is for float blobs: add --float, or use int16 / kmeans for an int8 blob")
-    skips = {layer.attrs["skip"] for layer in graph.layers if layer.kind == "add"}
+    skips = skip_sources(graph)
     saved = {-1: (h, in_q)} if -1 in skips else {}   # residual adds: an earlier output and its quantization
     for i, (layer, (s_in, _)) in enumerate(zip(graph.layers, layer_shapes(graph))):
         kind = op(layer.kind)
@@ -47,7 +47,7 @@ def quantize_graph(graph: Graph, calib_x: np.ndarray) -> tuple[Graph, list[str]]
         power = np.mean(h * h, axis=0)          # per-input mean square: weighs each weight's rounding error
         extra = {}
         if layer.kind == "add":
-            skip, extra["skip_q"] = saved[layer.attrs["skip"]]
+            skip, extra["skip_q"] = saved[skip_index(graph.layers, i)]
             h = kind.forward_float(layer, (h, skip.reshape(h.shape)))
         else:
             h = kind.forward_float(layer, h)

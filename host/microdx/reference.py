@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from microdx.errors import InputShapeError
-from microdx.ir import Graph, layer_shapes
+from microdx.ir import Graph, layer_shapes, skip_index, skip_sources
 from microdx.ops import op
 
 
@@ -18,13 +18,13 @@ def layer_input(layer, h: np.ndarray, in_shape) -> np.ndarray:
 
 def run_layers(graph: Graph, h: np.ndarray, forward) -> np.ndarray:
     """`forward(kind module, layer, input)` over the layers in order; the outputs flattened to (N, outputs). An add
-    layer's input is the pair (x, skip), skip the output of the layer it names (attrs skip; -1: the input)."""
-    skips = {layer.attrs["skip"] for layer in graph.layers if layer.kind == "add"}
+    layer's input is the pair (x, skip), skip the output of the layer it names (attrs skip; None: the input)."""
+    skips = skip_sources(graph)
     saved = {-1: h} if -1 in skips else {}
     for i, (layer, (s_in, _)) in enumerate(zip(graph.layers, layer_shapes(graph))):
         x = layer_input(layer, h, s_in)
         if layer.kind == "add":
-            x = (x, saved[layer.attrs["skip"]].reshape(x.shape))
+            x = (x, saved[skip_index(graph.layers, i)].reshape(x.shape))
         h = forward(op(layer.kind), layer, x)
         if i in skips:
             saved[i] = h

@@ -4,7 +4,8 @@ Only the nodes the chosen output depends on are read. Nodes whose inputs are all
 onnx's own reference evaluator (Constant, Identity on a weight, Cast, Reshape/Transpose of a weight, ...).
 Every other node must continue the single data chain; one function per ONNX op turns it into microdx ops
 (dense, affine, relu, softmax), as tinygrad's onnx.py does; on (N, C, H, W) inputs the CNN converters of onnx_cnn
-(Conv, pools, BatchNormalization folded into the conv, Clip as ReLU6, Flatten in CHW order) take over. Elementwise affines (input normalisation,
+(Conv, pools, BatchNormalization folded into the conv, Clip as ReLU6, Flatten in CHW order) take over. An Add of the
+chain and an earlier layer's output is a residual connection (kind add; the device keeps a skip buffer). Elementwise affines (input normalisation,
 BatchNormalization, Mul/Add/Sub/Div by constants) are folded into dense layers later by the clean pass.
 
 scikit-learn's classifier tail (ArgMax -> ArrayFeatureExtractor -> Reshape -> Cast for the label, ZipMap for the
@@ -302,6 +303,15 @@ def _fold(node, consts, opsets, name):
     return dict(zip([o for o in node.output if o], values))
 
 
+def _last_layer(ops) -> str | None:
+    """The name of the layer the op list's output comes from (None: the model input): ReLU fuses into the layer
+    before it, and Flatten and the output softmax make no layer."""
+    for kind, name, _ in reversed(ops):
+        if kind not in ("relu", "flatten", "softmax", "log_softmax"):
+            return name
+    return None
+
+
 def load(path) -> Graph:
     """Float Graph from an ONNX file (see the module docstring for what is supported).
 
@@ -327,6 +337,7 @@ def load(path) -> Graph:
     input_shape = width if isinstance(width, tuple) else (width,)
     output, labels = select_output(g, consts)
     tail, ops, problems, chw = inp.name, [], [], None
+    made = {inp.name: None}   # activation -> the layer whose output it is (None: the input), for residual Adds
     for i, node in enumerate(_needed(g, output)):
         name = _name(node, i)
         data_in = [x for x in node.input if x and x not in consts]
@@ -335,7 +346,14 @@ def load(path) -> Graph:
             continue
         table = onnx_cnn.CONVERTERS if isinstance(width, tuple) else CONVERTERS   # (H, W, C) maps or vectors
         conv = table.get(node.op_type) if node.domain in ("", "ai.onnx", "ai.onnx.ml") else None
-        if conv is None:
+        if node.op_type == "Add" and len(set(data_in)) == 2 and tail in data_in:   # a residual connection
+            other = data_in[0] if data_in[1] == tail else data_in[1]
+            if other in made:
+                ops.append(("add", name, {"skip": made[other]}))
+            else:
+                problems.append(f"node '{name}' (Add) adds '{other}', which microdx does not keep: it is not the "
+                                f"output of a layer (a ReLU or BatchNormalization fused into that layer changed it)")
+        elif conv is None:
             hint = ALTERNATIVES.get(node.op_type, f"one of {', '.join(SUPPORTED)}")
             problems.append(f"node '{name}' uses op '{node.op_type}' (instead: {hint})")
         elif len(set(data_in)) > 1 or data_in[0] != tail:
@@ -345,6 +363,9 @@ def load(path) -> Graph:
             ins = [None if x in data_in else consts.get(x) if x else None for x in node.input]
             try:
                 new, width = conv(name, ins, _attrs(node), width)
+                if any(op[0] in ("relu", "fold_bn") for op in new):   # fused into the last layer: it changes
+                    last = _last_layer(ops)                           # that layer's output, so its earlier
+                    made = {k: v for k, v in made.items() if v != last or v is None}   # tensors are gone
                 for op in new:
                     if op[0] == "fold_bn":
                         onnx_cnn.fold_bn(ops, op[1], op[2]["scale"], op[2]["shift"])
@@ -359,6 +380,7 @@ def load(path) -> Graph:
             except UnsupportedOpError as e:
                 problems.append(str(e))
         tail = node.output[0]
+        made[tail] = _last_layer(ops)
     if problems:
         raise UnsupportedOpError(f"{Path(path).name}: {len(problems)} node(s) cannot be converted: "
                                  + "; ".join(problems))

@@ -1,7 +1,8 @@
 """Import a float .tflite model as a float Graph, which microdx then quantizes like an ONNX model.
 
 A sequential chain of FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D (depth multiplier 1), AVERAGE_POOL_2D,
-MAX_POOL_2D, MEAN over H and W (Keras' GlobalAveragePooling2D), RESHAPE and a final SOFTMAX, with fused RELU / RELU6, NHWC as TFLite stores it (microdx's HWC: no
+MAX_POOL_2D, MEAN over H and W (Keras' GlobalAveragePooling2D), RESHAPE, residual ADDs (kind add) and a final SOFTMAX,
+with fused RELU / RELU6, NHWC as TFLite stores it (microdx's HWC: no
 transposes; conv weights are OHWI in both). SAME padding becomes TFLite's explicit padding (the extra cell after).
 int8 .tflite files keep their own quantization and TFLite's arithmetic instead: microdx.importers.tflite_int8.
 """
@@ -30,18 +31,25 @@ def load(path) -> Graph:
         return tflite_int8.load(path, m, Path(path).stem)
     shape = tuple(inp.shape[1:])
     ops, cur, post = [], m.inputs[0], []
+    made = {cur: None}   # tensor -> the layer whose output it is (None: the input), for residual ADDs
     for op in m.ops:
         where = f"{path}: op '{op.name}' ({op.op})"
-        if op.op == "ADD":
-            raise UnsupportedOpError(f"{where}: residual ADDs are imported from int8 .tflite files (TFLite's own "
-                                     f"quantization, kept exactly); from float ones not yet")
-        if op.inputs[0] != cur:
+        if cur not in (op.inputs[:2] if op.op == "ADD" else op.inputs[:1]):
             raise UnsupportedOpError(f"{where} does not read the previous op's output: microdx imports sequential "
-                                     f"models only (residual ADDs come with the skip buffer)")
+                                     f"models (with residual ADDs)")
         if post:
             raise UnsupportedOpError(f"{where} follows the SOFTMAX; only a final softmax is supported")
-        ops += _convert(op, t, shape, where)
+        if op.op == "ADD":
+            other = op.inputs[1] if op.inputs[0] == cur else op.inputs[0]
+            if other not in made or tuple(t[other].shape) != tuple(t[cur].shape):
+                raise UnsupportedOpError(f"{where}: adds '{t[other].name}', which is not an earlier activation of "
+                                         f"the same shape; microdx imports residual ADDs of two activations")
+            ops += [("add", op.name, {"skip": made[other]})] + _act(op)
+        else:
+            ops += _convert(op, t, shape, where)
         cur = op.outputs[0]
+        made[cur] = next((name for kind, name, _ in reversed(ops) if kind not in ("relu", "flatten", "reshape",
+                                                                                  "softmax")), None)
         if op.op == "SOFTMAX":
             post.append(op)
         shape = tuple(t[cur].shape[1:])

@@ -5,9 +5,9 @@ Q31 multiplier and shift per output channel, single rounding for FULLY_CONNECTED
 microdx.importers.tflite_read measured against TFLite's reference kernels) and the clamp of its fused activation
 (zero and hi), so microdx's reference and the device compute exactly TFLite's int8 outputs. The input zero point is
 folded into the bias as for microdx's own layers (b' = b - z_in * sum(w), which needs padded cells to hold z_in:
-they do). Ops: FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D (multiplier 1), AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE and
-a final SOFTMAX (kind softmax, microdx's integer softmax: the arg-max is kept, the probabilities are not TFLite's
-codes), with fused RELU / RELU6, and residual ADDs (kind add: TFLite's ADD arithmetic, the earlier operand kept in
+they do). Ops: FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D (multiplier 1), AVERAGE_POOL_2D, MAX_POOL_2D, MEAN over H and W
+(kind gap with TFLite's float32 arithmetic, microdx.ops.gap), RESHAPE and
+a final SOFTMAX (kind softmax with TFLite's own fixed-point arithmetic, microdx.gemmlowp), with fused RELU / RELU6, and residual ADDs (kind add: TFLite's ADD arithmetic, the earlier operand kept in
 the device's skip buffer). No optimizer runs on such a graph: it is already integer.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from microdx.fixedpoint import INT32_MAX
 from microdx.importers import tflite_read
 from microdx.importers.tflite_read import activation_range, quantize_multiplier
 from microdx.ir import Graph, Layer
-from microdx.ops import add, dense, softmax
+from microdx.ops import add, dense, gap, softmax
 
 WINDOWED = {"CONV_2D": "conv2d", "DEPTHWISE_CONV_2D": "dwconv2d", "AVERAGE_POOL_2D": "avgpool2d",
             "MAX_POOL_2D": "maxpool2d"}
@@ -42,7 +42,7 @@ def load(path, m: tflite_read.TfliteModel, name: str) -> Graph:
                                      f"models (with residual ADDs)")
         if layers and layers[-1].kind == "softmax":
             raise UnsupportedOpError(f"{where} follows the SOFTMAX; only a final softmax is supported")
-        layer = _add(op, t, cur, made, where) if op.op == "ADD" else _convert(op, t, where)
+        layer = _add(op, t, cur, made, layers, where) if op.op == "ADD" else _convert(op, t, where)
         if layer is not None:
             layers.append(layer)
         cur = op.outputs[0]
@@ -109,7 +109,7 @@ def _requant(w_rows: np.ndarray, bias: np.ndarray, z_in: int, real: np.ndarray, 
     return {"w": (w_rows + dense.W_OFFSET).astype(np.uint8), "b": b_fold.astype(np.int32), "q": q}, rq
 
 
-def _add(op, t, cur, made, where) -> Layer:
+def _add(op, t, cur, made, layers, where) -> Layer:
     """A residual ADD of the previous op's output and an earlier tensor: kind add, TFLite's arithmetic."""
     other = op.inputs[1] if op.inputs[0] == cur else op.inputs[0]
     if other not in made:
@@ -120,7 +120,8 @@ def _add(op, t, cur, made, where) -> Layer:
                                  f"tensors of one shape (no broadcasting)")
     skip_q, x_q, out_q = _q(t[other]), _q(t[cur]), _q(t[op.outputs[0]])
     return Layer("add", op.name, "i8", {"q": add.params(skip_q, x_q, out_q)},
-                 {**_clamp(op, where, out_q), "skip": made[other], "za": skip_q[1], "zb": x_q[1]})
+                 {**_clamp(op, where, out_q), "skip": layers[made[other]].name if made[other] >= 0 else None,
+                  "za": skip_q[1], "zb": x_q[1]})
 
 
 def _convert(op, t, where) -> Layer | None:
@@ -164,13 +165,23 @@ def _convert(op, t, where) -> Layer | None:
         tensors["w"] = tensors["w"].reshape(w.shape)
         return Layer(kind, op.name, "i8", tensors,
                      {**_clamp(op, where, out_q), **geometry, "in_zero": in_q[1], "rq": rq})
+    if op.op == "MEAN":   # Keras' GlobalAveragePooling2D
+        axes = t[op.inputs[1]].data
+        if len(shape) != 3 or axes is None or sorted(int(a) % 4 for a in axes.reshape(-1)) != [1, 2]:
+            raise UnsupportedOpError(f"{where}: a mean over axes {None if axes is None else axes.tolist()}; microdx "
+                                     f"supports the mean over H and W (a global average pool)")
+        if op.options.get("keep_dims") or in_q == out_q:
+            raise UnsupportedOpError(f"{where}: a MEAN with keep_dims or with its input's quantization runs another "
+                                     f"TFLite kernel, not reproduced yet; use GlobalAveragePooling2D() (keepdims "
+                                     f"False) or AveragePooling2D over the whole map")
+        return Layer("gap", op.name, "i8", {}, {"in_shape": shape, "zero": out_q[1], "scale": out_q[0],
+                                               "mean": gap.mean_params(in_q, out_q)})
     if op.op == "SOFTMAX":
-        if op.options.get("beta", 1.0) != 1.0:
-            raise UnsupportedOpError(f"{where}: softmax beta {op.options['beta']}; microdx supports 1")
         if len(shape) != 1:
             raise UnsupportedOpError(f"{where}: a softmax over {list(shape)}; microdx's is over a vector")
-        layer, _, _ = softmax.quantize(Layer("softmax", op.name, "i8", {}, {}), in_q, out_q)
-        return layer
+        if out_q != softmax.OUT_Q:
+            raise UnsupportedOpError(f"{where}: output quantization {out_q}; TFLite's int8 softmax has (1/256, -128)")
+        return softmax.tflite(op.name, in_q[0], float(op.options.get("beta", 1.0)))
     raise UnsupportedOpError(f"{where}: microdx does not import {op.op} from an int8 .tflite yet (supported: "
-                             f"FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE, "
-                             f"ADD, SOFTMAX)")
+                             f"FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, "
+                             f"RESHAPE, ADD, SOFTMAX)")

@@ -256,12 +256,18 @@ def _run_op(model: TfliteModel, op: Op, vals: dict) -> np.ndarray:
         return np.clip(y, lo, hi).astype(np.int64)
     if op.op == "ADD":
         return _add(model, op, vals, s_out, z_out, lo, hi)
-    if op.op == "MEAN":
-        raise UnsupportedOpError(f"op '{op.name}' (MEAN): TFLite's int8 mean is not reproduced yet (its own "
-                                 f"rescaling); AVERAGE_POOL_2D over the whole map is")
-    if op.op == "SOFTMAX":
-        raise UnsupportedOpError(f"op '{op.name}' (SOFTMAX): TFLite's int8 softmax is not reproduced bit for bit; "
-                                 f"microdx runs its own integer softmax (kind softmax) or leaves it to the host")
+    if op.op == "MEAN":      # over H and W, keep_dims false: TFLite's float32 QuantizedMeanOrSum
+        from microdx.ops import gap
+        if op.options.get("keep_dims") or (s_in, z_in) == (s_out, z_out):
+            raise UnsupportedOpError(f"op '{op.name}' (MEAN): with keep_dims or its input's quantization TFLite runs "
+                                     f"another kernel, not reproduced yet")
+        return gap.tflite_mean(x.sum(axis=(1, 2)), x.shape[1] * x.shape[2], gap.mean_params((s_in, z_in),
+                                                                                         (s_out, z_out)), z_out
+                               ).astype(np.int64)
+    if op.op == "SOFTMAX":   # gemmlowp's fixed point, as TFLite's reference kernel
+        from microdx import gemmlowp
+        return gemmlowp.softmax_rows(gemmlowp.exp_table(s_in, float(op.options.get("beta", 1.0))),
+                                     x.reshape(len(x), -1)).reshape(x.shape).astype(np.int64)
     raise UnsupportedOpError(f"op '{op.name}' is {op.op}")
 
 

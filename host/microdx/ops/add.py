@@ -1,5 +1,6 @@
 """Residual addition (kind "add"): y = x + skip, elementwise, where x is the previous layer's output and skip the
-output of an earlier layer (attrs skip: its index, -1 for the model input), which the device keeps in a skip buffer
+output of an earlier layer (attrs skip: its name, None for the model input; the blob stores its index, -1 for the
+input), which the device keeps in a skip buffer
 that its RAM plan counts (docs/format.md). One skip is live at a time: a later add's skip starts at or after an
 earlier add.
 

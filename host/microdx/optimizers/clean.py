@@ -42,6 +42,8 @@ class Clean(Optimizer):
 
     def apply(self, graph: Graph) -> OptimizerResult:
         layers, folded = list(graph.layers), []
+        # a layer whose output a residual add takes keeps its output: nothing is folded into it from behind
+        skip_sources = {layer.attrs.get("skip") for layer in layers if layer.kind == "add"}
         i = 0
         while i < len(layers):
             aff = layers[i]
@@ -56,7 +58,8 @@ class Clean(Optimizer):
                 layers[i:i + 2] = [Layer("affine", aff.name, "f32", {"scale": s1 * s2, "shift": t1 * s2 + t2},
                                          {"act": nxt.attrs.get("act")})]
                 folded.append({"layer": aff.name, "folded": nxt.name, "direction": "into the scale/shift before"})
-            elif prev is not None and prev.kind == "dense" and prev.attrs.get("act") is None:
+            elif (prev is not None and prev.kind == "dense" and prev.attrs.get("act") is None
+                  and prev.name not in skip_sources):
                 layers[i - 1:i + 1] = [_fold_into_previous(prev, aff)]
                 folded.append({"layer": prev.name, "folded": aff.name, "direction": "into the layer before"})
             elif nxt is not None and nxt.kind == "dense" and aff.attrs.get("act") is None:
