@@ -5,7 +5,9 @@ latency estimated per board (instructions x assumed cycles per instruction / clo
 The models have random int8 weights: speed and memory do not depend on the values (the trained, accurate models and
 their cards come with the bundled-models issue). Shapes: the DXTK SpeakerID MLP 650-1000-1000-6, the same pruned 80%
 (CSR), and a DS-CNN keyword model over 49 frames x 10 MFCC (conv 10x4 stride 2, 4 x depthwise 3x3 + pointwise,
-64 channels, global average pool, dense to 12).
+64 channels, global average pool, dense to 12). Besides them, the committed int8 KWS .tflite of the importer tests
+(a smaller DS-CNN, 24 channels, TFLite's converter) run with TFLite's own arithmetic, and its float twin quantized by
+microdx: what exact TFLite arithmetic costs against microdx's own requantization on the same network.
 """
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 BOARD = "rp2040"
-NAMES = ("speakerid-mlp", "speakerid-csr", "ds-cnn")   # _models(), in this order
+NAMES = ("speakerid-mlp", "speakerid-csr", "ds-cnn", "tflite-kws", "tflite-kws-microdx")   # _models(), in this order
 
 
 def _models() -> dict:
+    from microdx import paths
+    from microdx.importers import load
     from microdx.ir import canonicalize
     from microdx.optimizers import get
     from microdx.quantize import quantize_graph
@@ -35,6 +39,7 @@ def _models() -> dict:
                 ("relu", f"pr{i}", {})]
     ops += [("gap", "gap", {}), ("dense", "fc", {"w": rng.normal(size=(12, ch)) / 8, "b": np.zeros(12)})]
     mlp = random_graph([650, 1000, 1000, 6], seed=1)
+    fixtures = paths.repo_dir("tests") / "fixtures" / "tflite"
 
     def q(graph):
         return quantize_graph(graph, rng.normal(size=(32, graph.input_size)))[0]
@@ -43,6 +48,9 @@ def _models() -> dict:
         "speakerid-mlp": (q(mlp), "MLP 650-1000-1000-6 (DXTK SpeakerID shape), int8"),
         "speakerid-csr": (q(get("prune", sparsity=0.8).apply(mlp).graph), "the same, 80% pruned, CSR"),
         "ds-cnn": (q(canonicalize("ds_cnn", (49, 10, 1), ops)), "DS-CNN 49x10, 64 channels, 12 keywords"),
+        "tflite-kws": (load(fixtures / "kws_dscnn.tflite"), "int8 .tflite DS-CNN 49x10, 24 channels, TFLite's "
+                                                            "arithmetic and softmax"),
+        "tflite-kws-microdx": (q(load(fixtures / "kws_dscnn_f32.tflite")), "its float .tflite, quantized by microdx"),
     }
 
 
@@ -76,8 +84,9 @@ def run(progress=None) -> dict:
             measured.append(target)
     return {"models": list(rows.values()), "targets": measured, "board": BOARD,
             "latency_estimate": bench_kernels.latency_estimates(rows, measured),
-            "note": "random int8 weights (speed and memory only); instruction counts exact (QEMU -icount), udx's "
-                    "default budget; latencies are estimates from assumed cycles per instruction (boards/*.json)"}
+            "note": "speakerid and ds-cnn: random int8 weights (speed and memory only); tflite-kws: the importer tests' "
+                    "fixtures; instruction counts exact (QEMU -icount), udx's default budget; latencies are estimates "
+                    "from assumed cycles per instruction (boards/*.json)"}
 
 
 def format_report(r: dict) -> str:
