@@ -204,3 +204,27 @@ def test_ulab_firmwares_equal_tflite(blobs, firmware):
         run = emulator.run(blobs / f"{name}.dxb", x, heap=256 * 1024, firmware=exe, **kw)
         assert run.stats["backend"] == "ulab"
         np.testing.assert_array_equal(run.outputs, final.reshape(len(final), -1)[:8], err_msg=name)
+
+
+def test_the_ram_plan_with_a_skip_buffer_is_the_devices(blobs):
+    """microdx.ram's smallest budget for the residual block (skip buffer included) is the one the device accepts: a
+    byte less is refused with the numbers."""
+    from microdx import ram
+
+    least = ram.plan(blob_reader.read(blobs / "residual.dxb").graph)["min_budget"]
+    x = _want("residual")[0].reshape(16, -1)[:2]
+    emulator.run(blobs / "residual.dxb", x, budget=least)
+    with pytest.raises(emulator.DeviceError, match=f"model needs at least {least} bytes"):
+        emulator.run(blobs / "residual.dxb", x, budget=least - 1)
+
+
+def test_a_clamp_top_below_its_bottom_is_refused_by_host_and_device(blobs, tmp_path):
+    def mutate(h):
+        e = h["layers"][0]                       # the MLP's first layer: RELU, so the clamp starts at its zero point
+        e["hi"] = e["zero"] - 1
+    data = rewrite_header((blobs / "mlp.dxb").read_bytes(), mutate)
+    with pytest.raises(FormatError, match="hi="):
+        blob_reader.parse(data)
+    (tmp_path / "bad.dxb").write_bytes(data)
+    out = open_each([tmp_path / "bad.dxb"], tmp_path, 256 * 1024)
+    assert out[0].get("error") == "FormatError" and "hi=" in out[0]["message"], out

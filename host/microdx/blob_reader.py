@@ -117,8 +117,9 @@ def parse(data: bytes) -> Blob:
                                   f"{kind}/{dtype}")
             if "rq" in e:
                 attrs["rq"] = _int(e, "rq", 1, 2, what)
-            if "hi" in e:
-                attrs["hi"] = _int(e, "hi", -128, 127, what)
+            if "hi" in e:   # the clamp's top, not below its bottom (the zero point under ReLU)
+                lo = _int(e, "zero", -128, 127, what) if e.get("act") == "relu" else -128
+                attrs["hi"] = _int(e, "hi", lo, 127, what)
         n_in, n_out = math.prod(s_in), s_out[-1]      # a dense layer takes any input flattened
         if kind not in ("conv2d", "dwconv2d", "avgpool2d", "maxpool2d", "act", "add") and len(s_out) != 1:
             raise FormatError(f"{what}: a {kind} layer outputs a vector, not {list(s_out)}")
