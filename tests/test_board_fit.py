@@ -31,7 +31,7 @@ def test_small_blob_fits_rp2040(blobs, capsys):
     assert set(emulator.runtime_files()) - set(mpy) == {f"udx/{k}{v}.mpy" for k in ("sparse", "codebook", "dense16",
                                                                                     "conv2d", "dwconv2d", "gap", "pool", "act", "add")
                                                         for v in ("", "_viper")} | {"udx/dense_f32.mpy", "udx/conv2d_ulab.mpy"} \
-        | fit.TFLITE_MODULES           # TFLite's arithmetic: only for imported int8 .tflite layers and residual adds
+        | fit.TFLITE_MODULES | fit.FRONTEND_MODULES   # TFLite's arithmetic (int8 .tflite layers, residual adds); audio
     assert r["flash"]["fits"] and r["flash"]["block_bytes"] == 4096
     armv6m = fit.runtime_files({("dense", "i8")}, "armv6m")   # what the Pico runs: its own native code, asm twins
     assert "udx/dense_asm.mpy" in armv6m and "udx/dense_asm.mpy" not in mpy

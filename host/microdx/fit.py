@@ -37,6 +37,8 @@ def kernel_modules() -> dict[tuple[str, str], str]:
 # them, counted only for a blob that has such a layer (graph_kernels marks it with this pseudo pair)
 TFLITE_ARITHMETIC = ("TFLite arithmetic", "i8")
 TFLITE_MODULES = {"udx/tflq.mpy", "udx/tflq_viper.mpy", "udx/dense_tfl_viper.mpy", "udx/softmax_tfl.mpy"}
+# the audio front-end (udx/frontend.py): an application imports it, not a blob; not counted for a blob's fit
+FRONTEND_MODULES = {"udx/frontend.mpy", "udx/frontend_viper.mpy"}
 
 
 def graph_kernels(graph) -> set[tuple[str, str]]:
@@ -60,7 +62,7 @@ def runtime_files(kernels=None, arch: str | None = None) -> dict[str, int]:
     def with_twin(names):
         return set(names) | {name.replace(".mpy", twin) for name in names for twin in ("_viper.mpy", "_asm.mpy", "_ulab.mpy")}
 
-    optional = (with_twin(modules.values()) - with_twin({"udx/dense.mpy"})) | TFLITE_MODULES
+    optional = (with_twin(modules.values()) - with_twin({"udx/dense.mpy"})) | TFLITE_MODULES | FRONTEND_MODULES
     needed = with_twin(modules[k] for k in kernels if k in modules) if kernels is not None else optional
     if kernels is not None and TFLITE_ARITHMETIC in kernels:
         needed |= TFLITE_MODULES

@@ -1,0 +1,188 @@
+# The integer MFCC front-end on the device: int16 PCM frame -> n_mfcc integer MFCCs (Q8 log2 units), exactly the
+# integers of the host's microdx.features.fixed_mfcc.frames_int (its docstring gives each step and its bounds: every
+# value stays below 2**30, so a 32-bit MCU computes it in small ints and allocates nothing per frame). The tables
+# (window, twiddles, mel weights, DCT, log2 fractions) come from the host, so both sides share them exactly.
+# Pure Python; the FFT, most of the work, has a viper twin (udx/frontend_viper.py).
+import array
+
+from udx import backends
+
+try:   # the native twin of Frontend._fft (udx/backends.py)
+    from udx import frontend_viper
+except (ImportError, SyntaxError, ValueError):
+    frontend_viper = None
+
+_TOP = 1 << 14   # block floating point: max |v| in [_TOP / 2, _TOP)
+
+
+class Frontend:
+    """Frame features from the host's tables (a dict of int sequences, microdx.features.fixed_mfcc.tables). Work
+    buffers are allocated once, here."""
+
+    def __init__(self, t):
+        self.win = array.array("h", t["window"])
+        self.frame_len = len(self.win)
+        self.cos = array.array("h", t["cos"])
+        self.sin = array.array("h", t["sin"])
+        self.n_fft = 2 * len(self.cos)
+        self.spans = array.array("h", t["mel_spans"])
+        self.mel_w = array.array("h", t["mel_w"])
+        self.n_mels = len(self.spans) // 2
+        self.dct = array.array("h", t["dct"])
+        self.n_mfcc = len(self.dct) // self.n_mels
+        self.log2 = array.array("h", t["log2"])
+        self.pre = t["preemph"][0]
+        n = self.n_fft
+        bits = 0
+        while (1 << bits) < n:
+            bits += 1
+        rev = array.array("H", bytes(2 * n))
+        for i in range(n):
+            r = 0
+            v = i
+            for _ in range(bits):
+                r = (r << 1) | (v & 1)
+                v >>= 1
+            rev[i] = r
+        self.rev = rev
+        self.stages = bits
+        # int16: every FFT value's modulus stays below 16384 (and viper reads 16-bit arrays sign-extended the same
+        # way on 32- and 64-bit ports, which ptr32 loads are not)
+        self.re = array.array("h", bytes(2 * n))
+        self.im = array.array("h", bytes(2 * n))
+        self.mel = array.array("i", bytes(4 * self.n_mels))
+        self.buf = array.array("i", bytes(4 * self.frame_len))
+
+    def frame(self, x, at, prev, out, out_at):
+        """out[out_at:out_at + n_mfcc] = the MFCCs of the frame x[at:at + frame_len] (int16 samples); prev is the
+        sample before the frame (0 at the start of a clip)."""
+        n = self.n_fft
+        fl = self.frame_len
+        re = self.re
+        im = self.im
+        win = self.win
+        pre = self.pre
+        rev = self.rev
+        top = 0
+        p = prev
+        for i in range(n):   # zero the padding; the frame goes in bit-reversed order below
+            im[i] = 0
+            re[i] = 0
+        buf = self.buf
+        for i in range(fl):
+            s = x[at + i]
+            e = s - ((pre * p + 16384) >> 15)
+            p = s
+            v = (e * win[i] + 8192) >> 14    # up to 17 bits: int32 until the block shift below
+            buf[i] = v
+            if v > top:
+                top = v
+            elif -v > top:
+                top = -v
+        shift = 0
+        if top:
+            while top >= _TOP:
+                top >>= 1
+                shift -= 1
+            while top < _TOP >> 1:
+                top <<= 1
+                shift += 1
+        if shift >= 0:   # the frame goes in bit-reversed order, below 2**14 now
+            for i in range(fl):
+                re[rev[i]] = buf[i] << shift
+        else:
+            for i in range(fl):
+                re[rev[i]] = buf[i] >> -shift
+        fast = backends.twin(frontend_viper)   # top: max |v| after the block shift
+        halved = fast.fft(self.re, self.im, self.cos, self.sin, n, top) if fast else self._fft(top)
+        # power, then the mel energies (P in 15-bit halves: each product below 2**30)
+        spans = self.spans
+        w = self.mel_w
+        mel = self.mel
+        k = 0
+        for m in range(self.n_mels):
+            start = spans[2 * m]
+            acc = 0
+            for j in range(start, start + spans[2 * m + 1]):
+                r = re[j]
+                q = im[j]
+                pw = (r * r + q * q) >> 5
+                c = w[k]
+                acc += (pw >> 15) * c + (((pw & 0x7FFF) * c) >> 15)
+                k += 1
+            mel[m] = acc
+        log2 = self.log2
+        corr = (shift + self.stages - halved) << 9   # the block shift and the FFT stages not halved, undone
+        for m in range(self.n_mels):
+            e = mel[m] + 1
+            bits = 0
+            v = e
+            while v:
+                v >>= 1
+                bits += 1
+            t = bits - 1
+            f = (e >> (t - 8) if t >= 8 else e << (8 - t)) & 0xFF
+            v = (t << 8) + log2[f] - corr
+            mel[m] = v if v > 0 else 0
+        dct = self.dct
+        nm = self.n_mels
+        for j in range(self.n_mfcc):
+            acc = 0
+            base = j * nm
+            for m in range(nm):
+                acc += dct[base + m] * mel[m]
+            out[out_at + j] = acc >> 14
+
+    def _fft(self, top):
+        """In-place radix-2 FFT of re/im (already bit-reversed; Q15 twiddles): a stage halves its outputs only when
+        its input's largest |re| + |im| (`top` for the first) reaches 8192, as the host reference does. Returns the
+        number of stages halved."""
+        n = self.n_fft
+        re = self.re
+        im = self.im
+        cos = self.cos
+        sin = self.sin
+        halved = 0
+        size = 2
+        while size <= n:
+            half = size >> 1
+            step = n // size
+            h = 1 if top >= 8192 else 0
+            halved += h
+            top = 0
+            for j in range(half):
+                wr = cos[j * step]
+                wi = -sin[j * step]
+                a = j
+                while a < n:
+                    b = a + half
+                    br = re[b]
+                    bi = im[b]
+                    tr = (br * wr - bi * wi) >> 15
+                    ti = (br * wi + bi * wr) >> 15
+                    ar = re[a]
+                    ai = im[a]
+                    u = (ar + tr) >> h
+                    v = (ai + ti) >> h
+                    re[a] = u
+                    im[a] = v
+                    m = (u if u >= 0 else -u) + (v if v >= 0 else -v)
+                    if m > top:
+                        top = m
+                    u = (ar - tr) >> h
+                    v = (ai - ti) >> h
+                    re[b] = u
+                    im[b] = v
+                    m = (u if u >= 0 else -u) + (v if v >= 0 else -v)
+                    if m > top:
+                        top = m
+                    a += size
+            size <<= 1
+        return halved
+
+    def clip(self, pcm, frames, hop, out):
+        """out[0:frames * n_mfcc] = the MFCCs of a whole clip (int16 array, already cut or zero-padded to
+        frame_len + hop * (frames - 1) samples), frame after frame."""
+        for f in range(frames):
+            at = f * hop
+            self.frame(pcm, at, pcm[at - 1] if at else 0, out, f * self.n_mfcc)
