@@ -73,3 +73,25 @@ def open_each(paths, tmp_path, heap):
     listing = tmp_path / "blobs.txt"
     listing.write_text("".join(f"{p}\n" for p in paths))
     return run_mpy(OPEN_EACH, tmp_path, heap=heap, args=[listing])
+
+
+def run_on_target(target: str, tmp_path, script: str, files: dict, timeout: float = 1200) -> str:
+    """Run MicroPython `script` on `target` ("unix", "qemu-m3", "qemu-m0", ...) with udx compiled for it and `files`
+    ({name: bytes}) beside it in the flash folder; the script's stdout (AssertionError on a non-zero exit)."""
+    import shutil
+    import subprocess
+
+    from microdx import qemu
+
+    d = tmp_path / "flash"
+    shutil.copytree(emulator.compiled_device_dir(None if target == "unix" else qemu.ARCH[target]) / "udx", d / "udx")
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    (tmp_path / "s.py").write_text(script)
+    if target == "unix":
+        cmd, cwd, env = [emulator.micropython(), str(tmp_path / "s.py")], d, {"MICROPYPATH": str(d)}
+    else:
+        cmd, cwd, env = [str(qemu.TARGETS / target / "run"), str(d), str(tmp_path / "s.py")], None, None
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout

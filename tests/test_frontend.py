@@ -5,16 +5,15 @@ recordings when ../shared/data/fsdd is there; every intermediate stays below 2**
 integer path follows the float pipeline closely (on FSDD speech the median error per coefficient stays under 0.02
 log2 units and the 99th percentile under 0.1; measured 0.007 and 0.035)."""
 import json
-import shutil
 import struct
-import subprocess
 
 import numpy as np
 import pytest
 
-from microdx import emulator, qemu
+from microdx import qemu
 from microdx.datasets import fsdd
 from microdx.features import fixed_mfcc as fm
+from helpers import run_on_target
 
 P = fm.Params()
 FRAMES = 12   # frames per clip on the device (a clip of 50 costs the pure-Python loop 50 FFTs)
@@ -60,22 +59,12 @@ def _clips(n):
 
 
 def _device(tmp_path, target, clips, n, backend):
-    d = tmp_path / "flash"
-    arch = None if target == "unix" else qemu.ARCH[target]
-    shutil.copytree(emulator.compiled_device_dir(arch) / "udx", d / "udx")
     t = {k: [int(v) for v in a.reshape(-1)] for k, a in fm.tables(P).items()}
-    (d / "tables.json").write_text(json.dumps(t))
-    (d / "pcm.bin").write_bytes(struct.pack("<IIII", len(clips), n, FRAMES, P.hop)
-                                + b"".join(c.astype("<i2").tobytes() for c in clips))
-    (tmp_path / "s.py").write_text(f"BACKEND = {backend!r}\n" + SCRIPT)
-    if target == "unix":
-        cmd, cwd, env = [emulator.micropython(), str(tmp_path / "s.py")], d, {"MICROPYPATH": str(d)}
-    else:
-        cmd, cwd, env = [str(qemu.TARGETS / target / "run"), str(d), str(tmp_path / "s.py")], None, None
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = [ln.split()[1] for ln in proc.stdout.splitlines() if ln.startswith("clip ")]
-    per_frame = float(next(ln.split()[1] for ln in proc.stdout.splitlines() if ln.startswith("us_per_frame")))
+    pcm = struct.pack("<IIII", len(clips), n, FRAMES, P.hop) + b"".join(c.astype("<i2").tobytes() for c in clips)
+    out = run_on_target(target, tmp_path, f"BACKEND = {backend!r}\n" + SCRIPT,
+                        {"tables.json": json.dumps(t).encode(), "pcm.bin": pcm})
+    rows = [ln.split()[1] for ln in out.splitlines() if ln.startswith("clip ")]
+    per_frame = float(next(ln.split()[1] for ln in out.splitlines() if ln.startswith("us_per_frame")))
     return [np.frombuffer(bytes.fromhex(r), "<i4").reshape(FRAMES, P.n_mfcc) for r in rows], per_frame
 
 

@@ -3,15 +3,14 @@ will run: the same integers as the host's fixedpoint.tflite_requantize for both 
 rounding halves, left shifts and the int32 extremes, on the unix port, qemu-m3 (31-bit small ints, 32-bit viper
 ints) and qemu-m0 (the RP2040's armv6m); and on qemu-m3 the pure version allocates nothing (14-bit limbs keep every
 product and column sum inside the small ints)."""
-import shutil
 import struct
-import subprocess
 
 import numpy as np
 import pytest
 
-from microdx import emulator, qemu
+from microdx import qemu
 from microdx.fixedpoint import tflite_requantize
+from helpers import run_on_target
 
 SCRIPT = '''
 import gc, struct, binascii
@@ -64,17 +63,8 @@ def test_device_tflite_requantization_equals_the_host(tmp_path, target):
     if target != "unix" and not qemu.available(target):
         pytest.skip(f"needs ../shared/targets/{target} and qemu-system-arm")
     data, want = _cases()
-    d = tmp_path / "flash"
-    shutil.copytree(emulator.compiled_device_dir(None if target == "unix" else qemu.ARCH[target]) / "udx", d / "udx")
-    (d / "cases.bin").write_bytes(data)
-    (tmp_path / "s.py").write_text(SCRIPT)
-    if target == "unix":
-        cmd, cwd, env = [emulator.micropython(), str(tmp_path / "s.py")], d, {"MICROPYPATH": str(d)}
-    else:
-        cmd, cwd, env = [str(qemu.TARGETS / target / "run"), str(d), str(tmp_path / "s.py")], None, None
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = dict(ln.split(maxsplit=1) for ln in proc.stdout.splitlines() if ln.split()[:1] in (["python"], ["viper"],
+    stdout = run_on_target(target, tmp_path, SCRIPT, {"cases.bin": data}, timeout=600)
+    lines = dict(ln.split(maxsplit=1) for ln in stdout.splitlines() if ln.split()[:1] in (["python"], ["viper"],
                                                                                             ["alloc"]))
     assert set(lines) == {"python", "viper", "alloc"}
     for name in ("python", "viper"):
