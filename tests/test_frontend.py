@@ -117,3 +117,52 @@ def test_full_scale_extremes_stay_inside_the_small_ints():
     n = P.frame + P.hop * 3
     x = np.tile([-32768, 32767], n // 2).astype(np.int16)
     fm.frames_int(x, P, 4)            # raises AssertionError past 2**30
+
+
+STREAM = '''
+import json, struct, binascii, array
+from udx import backends
+backends.use(BACKEND)
+from udx.frontend import Frontend, Stream
+fe = Frontend(json.load(open("tables.json")))
+f = open("pcm.bin", "rb")
+n, hop, frames = struct.unpack("<III", f.read(12))
+pcm = array.array("h", f.read(2 * n))
+st = Stream(fe, hop, frames)
+out = array.array("i", bytes(4 * frames * fe.n_mfcc))
+mv = memoryview(pcm)
+at = 0
+sizes = (1, 7, 80, 333, 2, 160)   # chunks of every kind: under a hop, a hop, over a frame
+i = 0
+while at < n:
+    c = min(sizes[i % len(sizes)], n - at)
+    st.push(mv[at:at + c])
+    at += c
+    i += 1
+st.window(out)
+print("count", st.count)
+import gc
+gc.collect()
+a = gc.mem_alloc()
+st.push(pcm, 160)   # two more frames, from a buffer an I2S read would fill: nothing allocated
+print("alloc", gc.mem_alloc() - a)
+print("window", binascii.hexlify(bytes(out)).decode())
+'''
+
+
+@pytest.mark.parametrize("target, backend", [("unix", "python"), ("unix", "viper"), ("qemu-m3", "viper")])
+def test_streaming_in_chunks_equals_the_clip(tmp_path, target, backend):
+    """Samples pushed in chunks of 1 to 333 give the frames the whole clip gives: the window holds the last 8."""
+    if target != "unix" and not qemu.available(target):
+        pytest.skip(f"needs ../shared/targets/{target} and qemu-system-arm")
+    n = P.frame + P.hop * 19 + 37           # 20 frames and a partial one
+    clip = _clips(n)[3]                     # the chirp
+    t = {k: [int(v) for v in a.reshape(-1)] for k, a in fm.tables(P).items()}
+    out = run_on_target(target, tmp_path, f"BACKEND = {backend!r}\n" + STREAM,
+                        {"tables.json": json.dumps(t).encode(),
+                         "pcm.bin": struct.pack("<III", n, P.hop, 8) + clip.astype("<i2").tobytes()})
+    lines = dict(ln.split(maxsplit=1) for ln in out.splitlines() if ln.split()[:1] in (["count"], ["window"],
+                                                                                      ["alloc"]))
+    assert int(lines["count"]) == 20 and int(lines["alloc"]) == 0
+    window = np.frombuffer(bytes.fromhex(lines["window"]), "<i4").reshape(8, P.n_mfcc)
+    np.testing.assert_array_equal(window, fm.frames_int(clip, P, 20)[-8:])

@@ -186,3 +186,60 @@ class Frontend:
         for f in range(frames):
             at = f * hop
             self.frame(pcm, at, pcm[at - 1] if at else 0, out, f * self.n_mfcc)
+
+
+class Stream:
+    """Audio in chunks of any size (what machine.I2S.readinto or an ADC loop delivers) -> frame features, as
+    Frontend.clip computes them from the whole clip: push() takes int16 samples; every `hop` samples once a frame is
+    full, its MFCCs join a window of the last `frames` frames (window() copies it out, oldest first: the model's
+    input). Fixed buffers; push() allocates nothing."""
+
+    def __init__(self, fe, hop, frames):
+        self.fe = fe
+        self.hop = hop
+        self.frames = frames
+        fl = fe.frame_len
+        self.buf = array.array("h", bytes(2 * (fl + 1)))   # [the sample before the frame, the frame]
+        self.fill = 0            # samples of the current frame received
+        self.feats = array.array("i", bytes(4 * frames * fe.n_mfcc))
+        self.row = 0             # the window's next row (a ring of `frames` rows)
+        self.count = 0           # frames computed since the start
+
+    def push(self, x, n=-1):
+        """Take samples x[0:n] (default all; an int16 array, or a memoryview of one). Returns the number of frames
+        completed by this call."""
+        if n < 0:
+            n = len(x)
+        buf = self.buf
+        fe = self.fe
+        fl = fe.frame_len
+        hop = self.hop
+        k = fe.n_mfcc
+        done = 0
+        i = 0
+        while i < n:
+            buf[1 + self.fill] = x[i]
+            self.fill += 1
+            i += 1
+            if self.fill == fl:
+                fe.frame(buf, 1, buf[0], self.feats, self.row * k)
+                self.row = (self.row + 1) % self.frames
+                self.count += 1
+                done += 1
+                buf[0] = buf[hop]          # the sample before the next frame
+                for j in range(1, fl - hop + 1):
+                    buf[j] = buf[j + hop]
+                self.fill = fl - hop
+        return done
+
+    def window(self, out):
+        """out[0:frames * n_mfcc] = the last `frames` frames' MFCCs, oldest first (rows not yet computed are 0)."""
+        k = self.fe.n_mfcc
+        feats = self.feats
+        src = self.row * k
+        size = self.frames * k
+        for j in range(size):
+            out[j] = feats[src]
+            src += 1
+            if src == size:
+                src = 0
