@@ -172,10 +172,10 @@ def cmd_eval(a):
 
 
 def cmd_bench(a):
-    from microdx import bench_compression, bench_kernels, bench_models
+    from microdx import bench_compression, bench_frontend, bench_kernels, bench_models
 
-    if a.what in ("kernels", "models"):
-        bench = bench_kernels if a.what == "kernels" else bench_models
+    if a.what in ("kernels", "models", "frontend"):
+        bench = {"kernels": bench_kernels, "models": bench_models, "frontend": bench_frontend}[a.what]
         update, close = _progress(len(bench.NAMES) + len(bench_kernels.TARGETS), a.what)
         try:
             r = bench.run(progress=update)
@@ -299,8 +299,9 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks: 'compression' trains, compresses and runs the DXTK SpeakerID "
                                      "network; 'kernels' measures every kernel and backend on the emulated MCUs; "
-                                     "'models' whole models with the viper kernels")
-    b.add_argument("what", choices=["compression", "kernels", "models"])
+                                     "'models' whole models with the viper kernels; 'frontend' the MFCC front-end "
+                                     "per frame and its share of real time per board")
+    b.add_argument("what", choices=["compression", "kernels", "models", "frontend"])
     b.add_argument("--data", metavar="PATH", help="the FSDD folder (holding recordings/); default ../shared/data/fsdd")
     board_option(b, "rp2040", "board profile to emulate")
 
