@@ -1,5 +1,6 @@
 """`microdx bench frontend`: the front-end's instructions per frame on the emulated cores (its outputs equal the host
-reference there) and the share of real time per board, as JSON; the viper FFT at least halves the pure cost."""
+reference there) and the share of real time per board, as JSON; the viper frame is at least 10x cheaper than pure
+Python, and at 8 kHz every board keeps up with the microphone."""
 import json
 
 from microdx import cli, qemu
@@ -15,7 +16,7 @@ def test_bench_frontend_json(capsys):
     for s in r["setups"]:
         for t in r["targets"]:
             assert s[t]["python"]["matches_host"] and s[t]["viper"]["matches_host"], (s["setup"], t)
-            assert s[t]["viper"]["instructions_per_frame"] * 2 < s[t]["python"]["instructions_per_frame"]
+            assert s[t]["viper"]["instructions_per_frame"] * 10 < s[t]["python"]["instructions_per_frame"]
     eight = r["setups"][0]["qemu-m3"]["viper"]["instructions_per_frame"]
-    assert eight < 1_800_000, eight            # measured 1,614,500
-    assert r["realtime_fraction"]["stm32f405"]["8k"]["viper"] > 0
+    assert eight < 500_000, eight            # measured 429,750
+    assert all(per["8k"]["viper"] < 1 for per in r["realtime_fraction"].values()), r["realtime_fraction"]

@@ -2,7 +2,7 @@
 # integers of the host's microdx.features.fixed_mfcc.frames_int (its docstring gives each step and its bounds: every
 # value stays below 2**30, so a 32-bit MCU computes it in small ints and allocates nothing per frame). The tables
 # (window, twiddles, mel weights, DCT, log2 fractions) come from the host, so both sides share them exactly.
-# Pure Python; the FFT, most of the work, has a viper twin (udx/frontend_viper.py).
+# Pure Python: the reference of udx/frontend_viper.py, which computes a whole frame in native code.
 import array
 
 from udx import backends
@@ -56,6 +56,10 @@ class Frontend:
     def frame(self, x, at, prev, out, out_at):
         """out[out_at:out_at + n_mfcc] = the MFCCs of the frame x[at:at + frame_len] (int16 samples); prev is the
         sample before the frame (0 at the start of a clip)."""
+        fast = backends.twin(frontend_viper)
+        if fast:   # the whole frame in native code
+            fast.frame(self, x, at, prev, out, out_at)
+            return
         n = self.n_fft
         fl = self.frame_len
         re = self.re
@@ -93,8 +97,7 @@ class Frontend:
         else:
             for i in range(fl):
                 re[rev[i]] = buf[i] >> -shift
-        fast = backends.twin(frontend_viper)   # top: max |v| after the block shift
-        halved = fast.fft(self.re, self.im, self.cos, self.sin, n, top) if fast else self._fft(top)
+        halved = self._fft(top)   # top: max |v| after the block shift
         # power, then the mel energies (P in 15-bit halves: each product below 2**30)
         spans = self.spans
         w = self.mel_w

@@ -16,7 +16,7 @@ import numpy as np
 from microdx.features import fixed_mfcc as fm
 
 SETUPS = {"8k": fm.Params(), "16k": fm.Params(rate=16000, frame=400, hop=160, n_fft=512, n_mels=40)}
-BACKENDS = ("python", "viper")
+BACKENDS = ("python", "viper")   # viper: udx/frontend_viper.py computes the whole frame
 FRAMES = 4
 NAMES = tuple(SETUPS)
 
