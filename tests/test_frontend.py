@@ -166,3 +166,74 @@ def test_streaming_in_chunks_equals_the_clip(tmp_path, target, backend):
     assert int(lines["count"]) == 20 and int(lines["alloc"]) == 0
     window = np.frombuffer(bytes.fromhex(lines["window"]), "<i4").reshape(8, P.n_mfcc)
     np.testing.assert_array_equal(window, fm.frames_int(clip, P, 20)[-8:])
+
+
+AUDIO = '''
+import array, binascii, udx
+from udx import frontend
+m = udx.Model("m.dxb")
+st = frontend.stream(m)
+pcm = array.array("h", open("pcm.bin", "rb").read())
+for at in range(0, len(pcm), 100):    # as an I2S driver delivers it
+    st.push(pcm[at:at + 100])
+print("frames", st.count)
+print("out", binascii.hexlify(bytes(frontend.predict(m, st))).decode())
+'''
+
+
+def _audio_model(tmp_path):
+    from microdx import blob_writer
+    from microdx.quantize import quantize_graph
+    from microdx.synthetic import random_graph
+
+    n = P.frame + P.hop * 49
+    clips = _clips(n)
+    feats = np.stack([fm.frames_int(c, P, 50).reshape(-1) for c in clips]) / 256.0
+    q = quantize_graph(random_graph([650, 24, 6], seed=3), feats)[0]
+    q = q.copy(frontend=fm.spec(P, 50, *q.input_q))
+    blob_writer.write(q, tmp_path / "m.dxb")
+    return q, clips
+
+
+@pytest.mark.parametrize("target", ["unix", "qemu-m3"])
+def test_a_blob_with_its_front_end_classifies_audio_as_the_host(tmp_path, target):
+    """A blob that carries its front-end (header entry and tables record): the device turns streamed PCM into the
+    model's int8 input and output exactly as the host reference does (frames_int, to_input, reference.run)."""
+    from microdx import blob_reader, reference
+
+    if target != "unix" and not qemu.available(target):
+        pytest.skip(f"needs ../shared/targets/{target} and qemu-system-arm")
+    q, clips = _audio_model(tmp_path)
+    g = blob_reader.read(tmp_path / "m.dxb").graph
+    assert g.frontend == q.frontend
+    e = g.frontend
+    for i in (2, 3, 4):   # a tone, a chirp, noise
+        x = fm.to_input(fm.frames_int(clips[i], P, 50).reshape(1, -1), e["in_mult"], e["in_shift"], e["in_zero"])
+        want = reference.run(g, x)[0]
+        out = run_on_target(target, tmp_path / str(i), AUDIO, {"m.dxb": (tmp_path / "m.dxb").read_bytes(),
+                                                              "pcm.bin": clips[i].astype("<i2").tobytes()})
+        lines = dict(ln.split(maxsplit=1) for ln in out.splitlines() if ln.split()[:1] in (["frames"], ["out"]))
+        assert int(lines["frames"]) == 50
+        np.testing.assert_array_equal(np.frombuffer(bytes.fromhex(lines["out"]), np.int8), want, err_msg=str(i))
+
+
+def test_front_end_entries_that_do_not_fit_are_refused(tmp_path):
+    from microdx import blob_reader
+    from microdx.errors import FormatError
+    from helpers import rewrite_header, open_each
+
+    _audio_model(tmp_path)
+    data = (tmp_path / "m.dxb").read_bytes()
+    for change, fragment in (({"n_mels": 20}, "tables are not the ones"), ({"frames": 49}, "not the model's 650")):
+        bad = rewrite_header(data, lambda h: h["frontend"].update(change))
+        with pytest.raises(FormatError, match=fragment):
+            blob_reader.parse(bad)
+    bad = rewrite_header(data, lambda h: h["frontend"].update(n_mels=20))
+    (tmp_path / "bad.dxb").write_bytes(bad)
+    stream = tmp_path / "s.py"
+    stream.write_text("import udx\nfrom udx import frontend\nm = udx.Model('%s')\ntry:\n    frontend.stream(m)\n"
+                      "except Exception as e:\n"
+                      "    print('refused', type(e).__name__, e)\n" % (tmp_path / "bad.dxb"))
+    from microdx import emulator
+    out = emulator.run_script(stream).stdout
+    assert "refused FormatError frontend: tensor 'mel_spans' missing or of the wrong shape" in out, out

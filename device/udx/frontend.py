@@ -246,3 +246,94 @@ class Stream:
             src += 1
             if src == size:
                 src = 0
+
+
+_SHAPES = ("window", "cos", "sin", "mel_spans", "mel_w", "dct", "log2", "preemph")
+
+
+def from_blob(f, size, e):
+    """The Frontend of an open blob's header entry `e` (udx.Model.frontend): its record's int16 tables, each checked
+    against the entry's parameters before its array is allocated, and its payload CRC checked."""
+    import binascii
+    from udx.blob import int_field, read_exact, read_record
+    from udx.errors import FormatError
+
+    what = "frontend"
+    frame = int_field(e, "frame", 16, 1024, what)
+    n_fft = int_field(e, "n_fft", 16, 1024, what)
+    mels = int_field(e, "n_mels", 1, 128, what)
+    k = int_field(e, "n_mfcc", 1, 128, what)
+    if n_fft & (n_fft - 1) or frame > n_fft:
+        raise FormatError("%s: n_fft %d must be a power of two from the frame (%d)" % (what, n_fft, frame))
+    int_field(e, "off", 0, size, what)
+    int_field(e, "len", 8, size - e["off"], what)
+    need = {"window": [frame], "cos": [n_fft // 2], "sin": [n_fft // 2], "mel_spans": [2 * mels], "dct": [k, mels],
+            "log2": [256], "preemph": [1]}
+    tensors = read_record(f, size, e, what)
+    t = {}
+    for name in _SHAPES:
+        r = tensors.get(name)
+        if r is None or r[2] != "i16" or (name in need and r[3] != need[name]) or (
+                name == "mel_w" and (len(r[3]) != 1 or r[3][0] > mels * n_fft)):
+            raise FormatError("%s: tensor %r missing or of the wrong shape" % (what, name))
+        a = array.array("h", bytes(r[1]))
+        f.seek(r[0])
+        read_exact(f, a, what + " " + name, r[1])
+        if binascii.crc32(a) & 0xFFFFFFFF != r[4]:
+            raise FormatError("%s: tensor %r CRC32 mismatch: the file is corrupt" % (what, name))
+        t[name] = a
+    total = 0
+    for m in range(mels):
+        start = t["mel_spans"][2 * m]
+        count = t["mel_spans"][2 * m + 1]
+        if start < 0 or count < 0 or start + count > n_fft // 2 + 1:
+            raise FormatError("%s: mel filter %d spans bins %d..%d of %d" % (what, m, start, start + count,
+                                                                           n_fft // 2 + 1))
+        total += count
+    if total != len(t["mel_w"]):
+        raise FormatError("%s: mel filters take %d weights, the record holds %d" % (what, total, len(t["mel_w"])))
+    return Frontend(t)
+
+
+def to_input(feats, x, n, mult, shift, zero):
+    """x[0:n] = the model's int8 input from Q8 features feats[0:n]: ((c mult + 2**(shift-1)) >> shift) + zero,
+    clamped, as the host's microdx.features.fixed_mfcc.to_input."""
+    half = 1 << (shift - 1)
+    for i in range(n):
+        v = ((feats[i] * mult + half) >> shift) + zero
+        x[i] = -128 if v < -128 else (127 if v > 127 else v)
+
+
+def stream(model):
+    """A Stream of `model`'s audio front-end (udx.Model of a blob whose header has one: its tables are read and
+    checked now): push() int16 audio into it as it arrives, then predict(model, st). ValueError without one. Kept
+    out of udx.Model so that models without audio pay nothing for it in heap."""
+    from udx.blob import file_size, int_field, read_header
+
+    size = file_size(model._f)
+    e = read_header(model._f, size).get("frontend")   # read again here: udx.Model keeps nothing of it
+    if not isinstance(e, dict) or model.dtype != "i8":
+        raise ValueError("this blob has no audio front-end for an int8 model: give predict() its input")
+    fe = from_blob(model._f, size, e)
+    int_field(e, "in_mult", 1, 16383, "frontend")
+    int_field(e, "in_shift", 1, 40, "frontend")
+    int_field(e, "in_zero", -128, 127, "frontend")
+    frames = int_field(e, "frames", 1, 1024, "frontend")
+    if frames * fe.n_mfcc != model.n_in:
+        from udx.errors import FormatError
+        raise FormatError("frontend: %d frames x %d MFCCs is not the model's %d inputs" % (frames, fe.n_mfcc,
+                                                                                         model.n_in))
+    st = Stream(fe, int_field(e, "hop", 1, 1024, "frontend"), frames)
+    st.feats_out = array.array("i", bytes(4 * model.n_in))   # the window, then the int8 input: fixed buffers
+    st.x = array.array("b", bytes(model.n_in))
+    st.mapping = (e["in_mult"], e["in_shift"], e["in_zero"])
+    return st
+
+
+def predict(model, st):
+    """model.predict() on the last frames pushed into `st` (from stream()): their features mapped to its int8 input
+    as the host's microdx.features.fixed_mfcc.to_input does."""
+    mult, shift, zero = st.mapping
+    st.window(st.feats_out)
+    to_input(st.feats_out, st.x, model.n_in, mult, shift, zero)
+    return model.predict(st.x)

@@ -196,8 +196,43 @@ def parse(data: bytes) -> Blob:
         return (float(spec["scale"]), int(spec["zero"])) if "scale" in spec else None
 
     graph = Graph(str(header.get("model", "")), in_shape, layers, list(header.get("labels") or []),
-                  out.get("post"), q(inp), q(out), str(header.get("recipe") or ""))
+                  out.get("post"), q(inp), q(out), str(header.get("recipe") or ""),
+                  _frontend(data, size, header.get("frontend"), math.prod(in_shape)))
     return Blob(header, graph, size, record_bytes)
+
+
+FRONTEND_INTS = {"rate": (1000, 96000), "frame": (16, 1024), "hop": (1, 1024), "n_fft": (16, 1024),
+                 "n_mels": (1, 128), "n_mfcc": (1, 128), "preemph_q15": (0, 32767), "frames": (1, 1024),
+                 "in_mult": (1, (1 << 14) - 1), "in_shift": (1, 40), "in_zero": (-128, 127)}
+
+
+def _frontend(data: bytes, size: int, e, n_inputs: int) -> dict | None:
+    """The header's `frontend` entry, checked (fields, that its tables are the ones its parameters make, that the
+    model takes its frames), without its record's offset and length; None without one."""
+    from microdx.features import fixed_mfcc
+
+    if e is None:
+        return None
+    what = "frontend"
+    if not isinstance(e, dict) or e.get("kind") != "mfcc":
+        raise FormatError(f"{what}: an entry of kind 'mfcc' expected, not {e!r:.60}")
+    out = {"kind": "mfcc", **{k: _int(e, k, lo, hi, what) for k, (lo, hi) in FRONTEND_INTS.items()}}
+    off, rlen = _int(e, "off", 0, 0x7FFFFFFF, what), _int(e, "len", 8, 0x7FFFFFFF, what)
+    if off + rlen > size:
+        raise TruncatedError(f"{what}: record of {rlen} bytes at offset {off} runs past the end of the file ({size} "
+                             f"bytes)")
+    if out["frames"] * out["n_mfcc"] != n_inputs:
+        raise FormatError(f"{what}: {out['frames']} frames x {out['n_mfcc']} MFCCs is not the model's {n_inputs} "
+                          f"inputs")
+    try:
+        want = fixed_mfcc.record_tensors(fixed_mfcc.params_of(out))
+    except ValueError as err:
+        raise FormatError(f"{what}: {err}") from None
+    got = _read_record(data, off, rlen, what)
+    got.pop("__name__")
+    if set(got) != set(want) or any(got[k].dtype != v.dtype or not np.array_equal(got[k], v) for k, v in want.items()):
+        raise FormatError(f"{what}: its tables are not the ones its parameters make")
+    return out
 
 
 def _ints(e, key, count, lo, hi, what) -> tuple:

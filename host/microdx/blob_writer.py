@@ -74,6 +74,17 @@ def pack(graph: Graph) -> bytes:
             raise UnsupportedOpError(f"layer '{layer.name}': the device has no kernel for {layer.kind}/{layer.dtype}"
                                      + (" (run the clean pass to fold it)" if layer.kind == "affine" else ""))
     records = [_record(layer) for layer in graph.layers]
+    front = None
+    if graph.frontend is not None:   # the front-end's tables: a record after the layers'
+        need = graph.frontend["frames"] * graph.frontend["n_mfcc"]
+        if graph.input_size != need:
+            raise UnsupportedOpError(f"the front-end gives {graph.frontend['frames']} frames x "
+                                     f"{graph.frontend['n_mfcc']} MFCCs = {need} inputs; the model takes "
+                                     f"{graph.input_size}")
+        from microdx.features import fixed_mfcc
+
+        front = _record(Layer("frontend", "frontend", "i8",
+                              fixed_mfcc.record_tensors(fixed_mfcc.params_of(graph.frontend))))
     shapes = layer_shapes(graph)
     out_shape = shapes[-1][1]
 
@@ -93,7 +104,7 @@ def pack(graph: Graph) -> bytes:
             "input": _io_spec(graph.input_shape, graph.dtype, graph.input_q),
             "output": {**_io_spec(out_shape, graph.dtype, graph.output_q), "post": graph.post},
             "labels": list(graph.labels),
-            "frontend": None,
+            "frontend": None if front is None else {**graph.frontend, "off": off, "len": len(front)},
             "layers": entries,
         }
         if graph.recipe:
@@ -106,7 +117,7 @@ def pack(graph: Graph) -> bytes:
         raise FormatError(f"header is {len(header)} bytes, over the {MAX_HEADER}-byte limit (too many layers or labels)")
     pre = struct.pack(PREAMBLE, MAGIC, MAJOR, MINOR, 0, len(header), _crc(header))
     body = pre + header
-    return body + bytes(align(len(body)) - len(body)) + b"".join(records)
+    return body + bytes(align(len(body)) - len(body)) + b"".join(records) + (front or b"")
 
 
 def write(graph: Graph, path) -> int:

@@ -32,6 +32,8 @@ class Graph:
     input_q: tuple[float, int] | None = None    # (scale, zero point) of the int8 input
     output_q: tuple[float, int] | None = None   # (scale, zero point) of the int8 output
     recipe: str = ""                            # optimizer recipe that made it (recorded in the blob header)
+    frontend: dict | None = None                # the audio front-end the model takes its input from (blob header:
+                                                # microdx.features.fixed_mfcc.spec); None: the caller gives features
 
     @property
     def input_size(self) -> int:

@@ -212,3 +212,46 @@ def table_bytes(t: dict) -> int:
 
 
 LN2 = math.log(2)
+
+
+# --- the front-end in a blob: its parameters, and the model's int8 input from the features ----------------------
+MAPPING_BITS = 14   # the feature -> int8 multiplier stays below 2**14: |C| * mult < 2**30 for |C| < 2**16
+
+
+def input_mapping(scale: float) -> tuple[int, int]:
+    """(mult, shift) with mult / 2**shift ~ 1 / (256 scale): an int8 code from a Q8 feature (real value C / 256) by
+    q = ((C mult + 2**(shift-1)) >> shift) + zero, the same integers on the host and the device."""
+    target = 1.0 / (256.0 * scale)
+    shift = 0
+    while target * (1 << (shift + 1)) < (1 << MAPPING_BITS) and shift < 40:
+        shift += 1
+    mult = int(round(target * (1 << shift)))
+    if not 0 < mult < (1 << MAPPING_BITS) or shift < 1:
+        raise ValueError(f"input scale {scale}: no 14-bit feature mapping (features would saturate int8)")
+    return mult, shift
+
+
+def to_input(c: np.ndarray, mult: int, shift: int, zero: int) -> np.ndarray:
+    """int8 codes of Q8 features c (the device's udx.frontend.to_input)."""
+    c = np.asarray(c, dtype=np.int64)
+    _check("feature mapping", c * mult)
+    return np.clip(((c * mult + (1 << (shift - 1))) >> shift) + zero, -128, 127).astype(np.int8)
+
+
+def spec(p: Params, frames: int, scale: float, zero: int) -> dict:
+    """The blob header's `frontend` entry (without its record's offset and length): the parameters, the frames the
+    model takes, and the feature mapping to its int8 input of (scale, zero)."""
+    mult, shift = input_mapping(scale)
+    return {"kind": "mfcc", **{k: v for k, v in p.as_dict().items() if k != "preemph"}, "preemph_q15":
+            int(tables(p)["preemph"][0]), "frames": int(frames), "in_mult": mult, "in_shift": shift, "in_zero": int(zero)}
+
+
+def params_of(entry: dict) -> Params:
+    """The Params of a blob's `frontend` entry."""
+    return Params(**{k: entry[k] for k in ("rate", "frame", "hop", "n_fft", "n_mels", "n_mfcc")},
+                  preemph=entry["preemph_q15"] / 32768)
+
+
+def record_tensors(p: Params) -> dict[str, np.ndarray]:
+    """The front-end record's tensors (int16), which the device reads into its arrays."""
+    return {k: v.astype(np.int16) for k, v in tables(p).items()}
