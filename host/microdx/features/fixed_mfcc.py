@@ -23,7 +23,6 @@ every log energy by the same amount: they change c0 only, by a constant (the flo
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -207,11 +206,9 @@ def frames_float(pcm: np.ndarray, p: Params, frames: int) -> np.ndarray:
 
 
 def table_bytes(t: dict) -> int:
-    """Bytes the tables take on the device as 16-bit arrays (the mel spans as bytes pairs when they fit)."""
+    """Bytes the tables take on the device: every table is an int16 array there."""
     return sum(2 * len(v.reshape(-1)) for v in t.values())
 
-
-LN2 = math.log(2)
 
 
 # --- the front-end in a blob: its parameters, and the model's int8 input from the features ----------------------
