@@ -1,8 +1,8 @@
 """`microdx bench frontend`: the integer MFCC front-end (udx.frontend) on the emulated Cortex-M cores, exactly:
-instructions per frame per backend (pure Python; viper, the whole frame native) at 8 kHz (FSDD: 200-sample frames every 80, a
-256-point FFT, 26 mels) and 16 kHz (400 every 160, 512 points, 40 mels), and, per board, the fraction of real time
-it takes to keep up with a microphone: frames per second x instructions per frame x the board's assumed cycles per
-instruction / its clock (boards/*.json; an estimate, like bench models' latencies). Under 1 keeps up."""
+instructions per frame per backend (pure Python; viper, the whole frame native) at 8 kHz (FSDD: 200-sample frames
+every 80, a 256-point FFT, 26 mels) and 16 kHz (400 every 160, 512 points, 40 mels), and, per board, the fraction of
+real time it takes to keep up with a microphone: frames per second x instructions per frame x the board's assumed
+cycles per instruction / its clock (boards/*.json; an estimate, like bench models' latencies). Under 1 keeps up."""
 from __future__ import annotations
 
 import json
