@@ -240,7 +240,8 @@ def spec(p: Params, frames: int, scale: float, zero: int) -> dict:
     model takes, and the feature mapping to its int8 input of (scale, zero)."""
     mult, shift = input_mapping(scale)
     return {"kind": "mfcc", **{k: v for k, v in p.as_dict().items() if k != "preemph"}, "preemph_q15":
-            int(tables(p)["preemph"][0]), "frames": int(frames), "in_mult": mult, "in_shift": shift, "in_zero": int(zero)}
+            int(tables(p)["preemph"][0]), "frames": int(frames), "in_mult": mult, "in_shift": shift,
+            "in_zero": int(zero)}
 
 
 def params_of(entry: dict) -> Params:

@@ -5,10 +5,11 @@ Q31 multiplier and shift per output channel, single rounding for FULLY_CONNECTED
 microdx.importers.tflite_read measured against TFLite's reference kernels) and the clamp of its fused activation
 (zero and hi), so microdx's reference and the device compute exactly TFLite's int8 outputs. The input zero point is
 folded into the bias as for microdx's own layers (b' = b - z_in * sum(w), which needs padded cells to hold z_in:
-they do). Ops: FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D (multiplier 1), AVERAGE_POOL_2D, MAX_POOL_2D, MEAN over H and W
-(kind gap with TFLite's float32 arithmetic, microdx.ops.gap), RESHAPE and
-a final SOFTMAX (kind softmax with TFLite's own fixed-point arithmetic, microdx.gemmlowp), with fused RELU / RELU6, and residual ADDs (kind add: TFLite's ADD arithmetic, the earlier operand kept in
-the device's skip buffer). No optimizer runs on such a graph: it is already integer.
+they do). Ops: FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D (multiplier 1), AVERAGE_POOL_2D, MAX_POOL_2D, MEAN over
+H and W (kind gap with TFLite's float32 arithmetic, microdx.ops.gap), RESHAPE, a final SOFTMAX (kind softmax with
+TFLite's own fixed-point arithmetic, microdx.gemmlowp), with fused RELU / RELU6, and residual ADDs (kind add:
+TFLite's ADD arithmetic, the earlier operand kept in the device's skip buffer). No optimizer runs on such a graph:
+it is already integer.
 """
 from __future__ import annotations
 
