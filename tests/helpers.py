@@ -83,15 +83,15 @@ def run_on_target(target: str, tmp_path, script: str, files: dict, timeout: floa
 
     from microdx import qemu
 
-    d = tmp_path / "flash"
-    shutil.copytree(emulator.compiled_device_dir(None if target == "unix" else qemu.ARCH[target]) / "udx", d / "udx")
-    for name, data in files.items():
-        (d / name).write_bytes(data)
-    (tmp_path / "s.py").write_text(script)
     if target == "unix":
-        cmd, cwd, env = [emulator.micropython(), str(tmp_path / "s.py")], d, {"MICROPYPATH": str(d)}
+        d = tmp_path / "flash"
+        shutil.copytree(emulator.compiled_device_dir(None) / "udx", d / "udx")
+        for name, data in files.items():
+            (d / name).write_bytes(data)
+        (tmp_path / "s.py").write_text(script)
+        proc = subprocess.run([emulator.micropython(), str(tmp_path / "s.py")], cwd=d, env={"MICROPYPATH": str(d)},
+                              capture_output=True, text=True, timeout=timeout)
     else:
-        cmd, cwd, env = [str(qemu.TARGETS / target / "run"), str(d), str(tmp_path / "s.py")], None, None
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        proc = qemu.run_script(target, script, files, timeout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout

@@ -6,10 +6,6 @@ cycles per instruction / its clock (boards/*.json; an estimate, like bench model
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -48,19 +44,12 @@ def _signal(p: fm.Params) -> np.ndarray:
 
 
 def _measure(target: str, p: fm.Params) -> dict:
-    from microdx import emulator, qemu
+    from microdx import qemu
 
-    with tempfile.TemporaryDirectory(prefix="microdx-frontend-") as tmp:
-        flash = Path(tmp) / "flash"
-        shutil.copytree(emulator.compiled_device_dir(qemu.ARCH[target]) / "udx", flash / "udx")
-        (flash / "tables.json").write_text(json.dumps({k: [int(v) for v in a.reshape(-1)]
-                                                       for k, a in fm.tables(p).items()}))
-        x = _signal(p)
-        (flash / "pcm.bin").write_bytes(x.astype("<i2").tobytes())
-        script = Path(tmp) / "s.py"
-        script.write_text(f"BACKENDS = {BACKENDS!r}\nFRAMES = {FRAMES}\nHOP = {p.hop}\n" + SCRIPT)
-        proc = subprocess.run([str(qemu.TARGETS / target / "run"), str(flash), str(script)], capture_output=True,
-                              text=True, timeout=1800)
+    x = _signal(p)
+    tables = json.dumps({k: [int(v) for v in a.reshape(-1)] for k, a in fm.tables(p).items()}).encode()
+    proc = qemu.run_script(target, f"BACKENDS = {BACKENDS!r}\nFRAMES = {FRAMES}\nHOP = {p.hop}\n" + SCRIPT,
+                           {"tables.json": tables, "pcm.bin": x.astype("<i2").tobytes()})
     rows = [ln.split() for ln in proc.stdout.splitlines() if ln.startswith("frame ")]
     if proc.returncode != 0 or len(rows) != len(BACKENDS):
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]

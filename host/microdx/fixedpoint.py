@@ -171,3 +171,24 @@ def tflite_requantize(acc, mult, shift, single=False):
     mask = (np.int64(1) << e) - 1
     threshold = (mask >> 1) + (high < 0)
     return (high >> e) + ((high & mask) > threshold)
+
+
+def tflite_multiplier(real) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite's QuantizeMultiplier of each double `real`: (Q31 multiplier in [2**30, 2**31), shift) with
+    real = multiplier * 2**(shift - 31); 0 gives (0, 0)."""
+    mults, shifts = [], []
+    for r in np.atleast_1d(np.asarray(real, dtype=np.float64)):
+        if r == 0:
+            mults.append(0)
+            shifts.append(0)
+            continue
+        frac, exp = math.frexp(float(r))
+        q = int(round(frac * (1 << 31)))          # std::round: half away from zero (frac > 0)
+        if q == 1 << 31:
+            q //= 2
+            exp += 1
+        if exp < -31:                              # TFLite flushes such tiny multipliers to zero
+            q, exp = 0, 0
+        mults.append(q)
+        shifts.append(exp)
+    return np.array(mults, dtype=np.int64), np.array(shifts, dtype=np.int64)

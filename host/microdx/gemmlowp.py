@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from microdx.fixedpoint import check_int32
+from microdx.fixedpoint import check_int32, tflite_multiplier
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 SCALED_DIFF_INTEGER_BITS = 5      # the exp input is Q5.26
@@ -67,10 +67,8 @@ def exp_on_negative_values(a):
 
 def softmax_params(input_scale: float, beta: float = 1.0) -> tuple[int, int, int]:
     """TFLite's PreprocessSoftmaxScaling and CalculateInputRadius: (input multiplier, left shift, diff_min)."""
-    from microdx.importers.tflite_read import quantize_multiplier
-
     real = min(beta * input_scale * (1 << (31 - SCALED_DIFF_INTEGER_BITS)), (1 << 31) - 1.0)
-    m, shift = quantize_multiplier(real)
+    m, shift = tflite_multiplier(real)
     m, shift = int(m[0]), int(shift[0])
     radius = ((1 << SCALED_DIFF_INTEGER_BITS) - 1) * (1 << (31 - SCALED_DIFF_INTEGER_BITS)) / (1 << shift)
     return m, shift, -int(math.floor(radius))

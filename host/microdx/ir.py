@@ -83,6 +83,17 @@ def layer_shapes(graph: Graph) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     return shapes
 
 
+# canonicalize ops that make no layer of their own: ReLU fuses into the layer before it, flatten and reshape are
+# free views, a final (log-)softmax is the host's post-op
+LAYERLESS_OPS = ("relu", "flatten", "reshape", "softmax", "log_softmax")
+
+
+def output_layer(ops) -> str | None:
+    """The name of the layer the output of a canonicalize op list comes from (None: the model input): what an
+    importer records as a residual add's skip for each activation."""
+    return next((name for kind, name, _ in reversed(ops) if kind not in LAYERLESS_OPS), None)
+
+
 def skip_index(layers: list, i: int) -> int:
     """The index of the layer whose output add layer i adds (attrs skip: its name; None for the model input: -1),
     or UnsupportedOpError if no earlier layer, or more than one, has that name (say, an optimizer replaced it)."""

@@ -45,21 +45,29 @@ def available(target: str = "qemu-m3") -> bool:
     return (TARGETS / target / "run").is_file() and shutil.which("qemu-system-arm") is not None
 
 
-def run(blob_path, x: np.ndarray, target: str = "qemu-m3", budget: int | None = None,
-        backend: str | None = None) -> dict:
-    """int8 outputs (N, outputs) of the blob for int8 inputs `x` (N, inputs), instructions per inference and per
-    MAC, and the kernel backend that ran (udx's own choice unless `backend` is given)."""
+def run_script(target: str, script: str, files: dict[str, bytes], timeout: float = 1800) -> subprocess.CompletedProcess:
+    """Run MicroPython `script` on `target` with udx compiled for its architecture and `files` ({name: bytes}) in
+    its /flash folder (the working folder); the finished process (stdout, stderr, returncode)."""
     if not available(target):
         raise MicrodxError(f"{target} needs {TARGETS / target / 'run'} and qemu-system-arm (apt-get install)")
     with tempfile.TemporaryDirectory(prefix="microdx-qemu-") as tmp:
         flash = Path(tmp) / "flash"
         shutil.copytree(emulator.compiled_device_dir(ARCH[target]) / "udx", flash / "udx")
-        shutil.copy(blob_path, flash / "model.dxb")
-        (flash / "in.bin").write_bytes(np.ascontiguousarray(x, dtype=np.int8).tobytes())
-        script = Path(tmp) / "script.py"
-        script.write_text(f"BUDGET = {budget!r}\nCOUNT = {len(x)}\nBACKEND = {backend!r}\n" + SCRIPT)
-        proc = subprocess.run([str(TARGETS / target / "run"), str(flash), str(script)], capture_output=True,
-                              text=True, timeout=1800)
+        for name, data in files.items():
+            (flash / name).write_bytes(data)
+        path = Path(tmp) / "script.py"
+        path.write_text(script)
+        return subprocess.run([str(TARGETS / target / "run"), str(flash), str(path)], capture_output=True,
+                              text=True, timeout=timeout)
+
+
+def run(blob_path, x: np.ndarray, target: str = "qemu-m3", budget: int | None = None,
+        backend: str | None = None) -> dict:
+    """int8 outputs (N, outputs) of the blob for int8 inputs `x` (N, inputs), instructions per inference and per
+    MAC, and the kernel backend that ran (udx's own choice unless `backend` is given)."""
+    proc = run_script(target, f"BUDGET = {budget!r}\nCOUNT = {len(x)}\nBACKEND = {backend!r}\n" + SCRIPT,
+                      {"model.dxb": Path(blob_path).read_bytes(),
+                       "in.bin": np.ascontiguousarray(x, dtype=np.int8).tobytes()})
     lines = [ln.split() for ln in proc.stdout.splitlines() if ln.strip()]
     done = [ln for ln in lines if ln[0] == "instructions"]
     if proc.returncode != 0 or not done:

@@ -82,7 +82,11 @@ def tables(p: Params) -> dict[str, np.ndarray]:
     log2 = np.round(np.log2(1 + np.arange(256) / 256) * (1 << LOG_FRAC)).astype(np.int64)
     return {"window": window, "cos": cos, "sin": sin, "mel_spans": np.array(spans, np.int64),
             "mel_w": np.array(weights, np.int64), "dct": np.round(dct * (1 << 14)).astype(np.int64),
-            "log2": log2, "preemph": np.array([int(round(p.preemph * 32768))], np.int64)}
+            "log2": log2, "preemph": np.array([_preemph_q15(p)], np.int64)}
+
+
+def _preemph_q15(p: Params) -> int:
+    return int(round(p.preemph * 32768))
 
 
 def frame_windows(pcm: np.ndarray, p: Params, frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -239,8 +243,8 @@ def spec(p: Params, frames: int, scale: float, zero: int) -> dict:
     """The blob header's `frontend` entry (without its record's offset and length): the parameters, the frames the
     model takes, and the feature mapping to its int8 input of (scale, zero)."""
     mult, shift = input_mapping(scale)
-    return {"kind": "mfcc", **{k: v for k, v in p.as_dict().items() if k != "preemph"}, "preemph_q15":
-            int(tables(p)["preemph"][0]), "frames": int(frames), "in_mult": mult, "in_shift": shift,
+    return {"kind": "mfcc", **{k: v for k, v in p.as_dict().items() if k != "preemph"},
+            "preemph_q15": _preemph_q15(p), "frames": int(frames), "in_mult": mult, "in_shift": shift,
             "in_zero": int(zero)}
 
 

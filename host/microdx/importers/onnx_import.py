@@ -22,7 +22,7 @@ from onnx import numpy_helper
 
 from microdx.errors import ModelFileError, UnsupportedOpError
 from microdx.importers import onnx_cnn
-from microdx.ir import Graph, canonicalize
+from microdx.ir import Graph, canonicalize, output_layer
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
                onnx.TensorProto.BFLOAT16}
@@ -303,15 +303,6 @@ def _fold(node, consts, opsets, name):
     return dict(zip([o for o in node.output if o], values))
 
 
-def _last_layer(ops) -> str | None:
-    """The name of the layer the op list's output comes from (None: the model input): ReLU fuses into the layer
-    before it, and Flatten and the output softmax make no layer."""
-    for kind, name, _ in reversed(ops):
-        if kind not in ("relu", "flatten", "softmax", "log_softmax"):
-            return name
-    return None
-
-
 def load(path) -> Graph:
     """Float Graph from an ONNX file (see the module docstring for what is supported).
 
@@ -364,7 +355,7 @@ def load(path) -> Graph:
             try:
                 new, width = conv(name, ins, _attrs(node), width)
                 if any(op[0] in ("relu", "fold_bn") for op in new):   # fused into the last layer: it changes
-                    last = _last_layer(ops)                           # that layer's output, so its earlier
+                    last = output_layer(ops)                           # that layer's output, so its earlier
                     made = {k: v for k, v in made.items() if v != last or v is None}   # tensors are gone
                 for op in new:
                     if op[0] == "fold_bn":
@@ -380,7 +371,7 @@ def load(path) -> Graph:
             except UnsupportedOpError as e:
                 problems.append(str(e))
         tail = node.output[0]
-        made[tail] = _last_layer(ops)
+        made[tail] = output_layer(ops)
     if problems:
         raise UnsupportedOpError(f"{Path(path).name}: {len(problems)} node(s) cannot be converted: "
                                  + "; ".join(problems))

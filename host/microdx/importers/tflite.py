@@ -15,7 +15,7 @@ import numpy as np
 
 from microdx.errors import UnsupportedOpError
 from microdx.importers import tflite_int8, tflite_read
-from microdx.ir import Graph, canonicalize
+from microdx.ir import Graph, canonicalize, output_layer
 from microdx.ops import conv2d
 
 
@@ -48,8 +48,7 @@ def load(path) -> Graph:
         else:
             ops += _convert(op, t, shape, where)
         cur = op.outputs[0]
-        made[cur] = next((name for kind, name, _ in reversed(ops) if kind not in ("relu", "flatten", "reshape",
-                                                                                  "softmax")), None)
+        made[cur] = output_layer(ops)
         if op.op == "SOFTMAX":
             post.append(op)
         shape = tuple(t[cur].shape[1:])

@@ -18,7 +18,8 @@ import numpy as np
 from microdx.errors import UnsupportedOpError
 from microdx.fixedpoint import INT32_MAX
 from microdx.importers import tflite_read
-from microdx.importers.tflite_read import activation_range, quantize_multiplier
+from microdx.fixedpoint import tflite_multiplier
+from microdx.importers.tflite_read import activation_range
 from microdx.ir import Graph, Layer
 from microdx.ops import add, dense, gap, softmax
 
@@ -105,7 +106,7 @@ def _requant(w_rows: np.ndarray, bias: np.ndarray, z_in: int, real: np.ndarray, 
     if worst.max() > INT32_MAX:
         raise UnsupportedOpError(f"{where}: {w_rows.shape[1]:,} inputs per output: the int32 accumulator could "
                                  f"overflow on some input (worst case {int(worst.max()):,})")
-    mult, shift = quantize_multiplier(real)
+    mult, shift = tflite_multiplier(real)
     q = np.stack([mult, shift & 0xFFFFFFFF], axis=1).astype(np.uint32)
     return {"w": (w_rows + dense.W_OFFSET).astype(np.uint8), "b": b_fold.astype(np.int32), "q": q}, rq
 

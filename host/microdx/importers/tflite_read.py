@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from microdx.errors import ModelFileError, UnsupportedOpError
-from microdx.fixedpoint import check_int32, tflite_requantize
+from microdx.fixedpoint import check_int32, tflite_multiplier, tflite_requantize
 from microdx.ir import Layer
 from microdx.ops import conv2d
 
@@ -141,25 +141,8 @@ def _options(name: str, o) -> dict:
 
 # --- TFLite's integer arithmetic -----------------------------------------------------------------------------------
 
-def quantize_multiplier(real) -> tuple[np.ndarray, np.ndarray]:
-    """TFLite's QuantizeMultiplier of each double `real`: (Q31 multiplier in [2**30, 2**31), shift) with
-    real = multiplier * 2**(shift - 31); 0 gives (0, 0)."""
-    mults, shifts = [], []
-    for r in np.atleast_1d(np.asarray(real, dtype=np.float64)):
-        if r == 0:
-            mults.append(0)
-            shifts.append(0)
-            continue
-        frac, exp = math.frexp(float(r))
-        q = int(round(frac * (1 << 31)))          # std::round: half away from zero (frac > 0)
-        if q == 1 << 31:
-            q //= 2
-            exp += 1
-        if exp < -31:                              # TFLite flushes such tiny multipliers to zero
-            q, exp = 0, 0
-        mults.append(q)
-        shifts.append(exp)
-    return np.array(mults, dtype=np.int64), np.array(shifts, dtype=np.int64)
+# TFLite's QuantizeMultiplier: microdx.fixedpoint's, beside its requantization (the name the tests and importers use)
+quantize_multiplier = tflite_multiplier
 
 
 def activation_range(act, scale: float, zero: int) -> tuple[int, int]:
@@ -272,17 +255,11 @@ def _run_op(model: TfliteModel, op: Op, vals: dict) -> np.ndarray:
 
 
 def _add(model: TfliteModel, op: Op, vals: dict, s_out: float, z_out: int, lo: int, hi: int) -> np.ndarray:
-    """TFLite's int8 ADD (reference_integer_ops::Add): both inputs shifted left by 20, rescaled to twice the larger
-    input scale, summed, rescaled to the output."""
+    """TFLite's int8 ADD (reference_integer_ops::Add): microdx.ops.add's arithmetic, with the tensors' own
+    quantization."""
+    from microdx.ops import add
+
     t = model.tensors
+    qa, qb = ((float(t[i].scale[0]), int(t[i].zero[0])) for i in op.inputs[:2])
     a, b = (vals[i] for i in op.inputs[:2])
-    sa, sb = (float(t[i].scale[0]) for i in op.inputs[:2])
-    za, zb = (int(t[i].zero[0]) for i in op.inputs[:2])
-    left = 20
-    twice = 2 * max(sa, sb)
-    ma, sha = quantize_multiplier(sa / twice)
-    mb, shb = quantize_multiplier(sb / twice)
-    mo, sho = quantize_multiplier(twice / ((1 << left) * s_out))
-    xa = tflite_requantize((a - za) << left, ma, sha)
-    xb = tflite_requantize((b - zb) << left, mb, shb)
-    return np.clip(tflite_requantize(xa + xb, mo, sho) + z_out, lo, hi).astype(np.int64)
+    return add.tflite_add(a, b, add.params(qa, qb, (s_out, z_out)), qa[1], qb[1], z_out, lo, hi)

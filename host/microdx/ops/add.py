@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from microdx.fixedpoint import check_int32, tflite_requantize
+from microdx.fixedpoint import check_int32, tflite_multiplier, tflite_requantize
 from microdx.ir import Layer
 
 LEFT_SHIFT = 20
@@ -37,11 +37,9 @@ def forward_f32(layer: Layer, pair) -> np.ndarray:
 
 def params(skip_q, x_q, out_q) -> np.ndarray:
     """TFLite's ADD multipliers for inputs of (scale, zero) skip_q and x_q and an output out_q: the q tensor."""
-    from microdx.importers.tflite_read import quantize_multiplier   # here: the importers import the ops
-
     twice = 2 * max(skip_q[0], x_q[0])
-    rows = [quantize_multiplier(skip_q[0] / twice), quantize_multiplier(x_q[0] / twice),
-            quantize_multiplier(twice / ((1 << LEFT_SHIFT) * out_q[0]))]
+    rows = [tflite_multiplier(skip_q[0] / twice), tflite_multiplier(x_q[0] / twice),
+            tflite_multiplier(twice / ((1 << LEFT_SHIFT) * out_q[0]))]
     return np.array([[int(m[0]), int(s[0]) & 0xFFFFFFFF] for m, s in rows], dtype=np.uint32)
 
 
@@ -54,17 +52,23 @@ def quantize(layer: Layer, in_q, out_q, input_power=None, skip_q=None):
 
 def forward_i8(layer: Layer, pair) -> np.ndarray:
     """The device's int8 add over a batch: pair (x, skip) of int8 (N, n) arrays."""
-    x, skip = (np.asarray(v, dtype=np.int64) for v in pair)
-    q = layer.tensors["q"].astype(np.int64)
-    shift = q[:, 1] - ((q[:, 1] & 0x80000000) << 1)
-    a = (skip - layer.attrs["za"]) << LEFT_SHIFT
-    b = (x - layer.attrs["zb"]) << LEFT_SHIFT
-    check_int32("shifted add inputs", np.concatenate([a, b]))
+    x, skip = pair
+    lo = layer.attrs["zero"] if layer.attrs.get("act") == "relu" else -128
+    return tflite_add(skip, x, layer.tensors["q"], layer.attrs["za"], layer.attrs["zb"], layer.attrs["zero"], lo,
+                      layer.attrs.get("hi", 127)).astype(np.int8)
+
+
+def tflite_add(a, b, q, za: int, zb: int, zero: int, lo: int, hi: int) -> np.ndarray:
+    """TFLite's int8 ADD of codes a (zero point za) and b (zb) with the (multiplier, shift) rows of q (params'),
+    clamped to [lo, hi]: int64 codes. The importer's reading of TFLite's arithmetic (tflite_read) uses it too."""
+    a, b, q = (np.asarray(v, dtype=np.int64) for v in (a, b, q))
+    shift = q[:, 1] - ((q[:, 1] & 0x80000000) << 1)     # the shift is stored as int32 in a u32
+    a = (a - za) << LEFT_SHIFT
+    b = (b - zb) << LEFT_SHIFT
+    check_int32("shifted add inputs", np.concatenate([a.reshape(-1), b.reshape(-1)]))
     s = tflite_requantize(a, q[0, 0], shift[0]) + tflite_requantize(b, q[1, 0], shift[1])
     check_int32("add sum", s)
-    v = tflite_requantize(s, q[2, 0], shift[2]) + layer.attrs["zero"]
-    lo = layer.attrs["zero"] if layer.attrs.get("act") == "relu" else -128
-    return np.clip(v, lo, layer.attrs.get("hi", 127)).astype(np.int8)
+    return np.clip(tflite_requantize(s, q[2, 0], shift[2]) + zero, lo, hi)
 
 
 def macs(layer: Layer) -> int:
