@@ -139,7 +139,7 @@ CASES = [
     ("data: no rows, calibration", ["convert", "{d}/m.npz", "-o", "{out}/m.dxb", "--calib", "{d}/no-rows.npz"],
      "no-rows.npz"),
     ("data: no x", ["run", "{d}/m.dxb", "--input", "{d}/no-x.npz"], "no-x.npz: no 'x' array (found: features)"),
-    ("data: x and x_q", ["run", "{d}/m.dxb", "--input", "{d}/both.npz"], "both.npz holds both 'x'"),
+    ("data: x and x_q", ["run", "{d}/m.dxb", "--input", "{d}/both.npz"], "both.npz holds 'x' and 'x_q': keep one"),
     ("data: x_q not int8", ["run", "{d}/m.dxb", "--input", "{d}/xq-int16.npz"], "xq-int16.npz: x_q has dtype int16"),
     ("data: x_q for a float blob", ["run", "{d}/f32.dxb", "--input", "{d}/xq.npz"], "xq.npz holds x_q"),
     ("data: x_q to calibrate", ["convert", "{d}/m.npz", "-o", "{out}/m.dxb", "--calib", "{d}/xq.npz"],

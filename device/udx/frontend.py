@@ -208,6 +208,14 @@ class Stream:
         self.row = 0             # the window's next row (a ring of `frames` rows)
         self.count = 0           # frames computed since the start
 
+    def reset(self):
+        """Forget the audio pushed so far (a new clip): the next sample starts a frame, with 0 before it."""
+        self.fill = self.row = self.count = 0
+        self.buf[0] = 0
+        feats = self.feats
+        for j in range(len(feats)):
+            feats[j] = 0
+
     def push(self, x, n=-1):
         """Take samples x[0:n] (default all; an int16 array, or a memoryview of one). Returns the number of frames
         completed by this call."""

@@ -65,9 +65,10 @@ def cmd_convert(a):
     from microdx import fit, pipeline
 
     if a.max_loss is not None:
-        if not a.board or not a.data or a.recipe or a.float:
+        if not a.board or not a.data or a.recipe or a.float or a.frontend:
             raise MicrodxError("--max-loss (auto-fit) needs --board and --data, and chooses the recipe itself "
-                               "(no --recipe, no --float)")
+                               "(no --recipe, no --float, no --frontend: auto-fit a features model, then convert "
+                               "with its recipe and --frontend)")
         update, close = _progress(None, "auto-fit: per-layer sensitivity")
         try:
             r = pipeline.convert_to_fit(a.src, a.out, a.board, a.max_loss, _data(a.data),
@@ -76,7 +77,7 @@ def cmd_convert(a):
             close()
     else:
         r = pipeline.convert(a.src, a.out, calib=_data(a.calib) if a.calib else None, use_float=a.float,
-                             recipe=a.recipe)
+                             recipe=a.recipe, frontend=a.frontend)
     if a.board:
         try:
             r["fit"] = fit.check(a.out, a.board, a.budget)
@@ -261,6 +262,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--out", required=True, help="output .dxb path")
     c.add_argument("--calib", help="data .npz of representative inputs (x, optional y) for int8 calibration")
     c.add_argument("--float", action="store_true", help="keep float32 weights (no quantization)")
+    c.add_argument("--frontend", metavar="SPEC", help="pack the audio front-end the model's inputs come from: "
+                   "'mfcc' (8 kHz, 25 ms frames every 10 ms, 13 MFCCs of 26 mels) or 'mfcc:hop=160,frames=49,...'; "
+                   "the model takes Q8 MFCCs / 256 (microdx.features.fixed_mfcc), the device computes them from PCM")
     c.add_argument("--recipe", help="optimizers to apply before quantization, comma-separated, each name or "
                                     "name:knob=value[:knob=value], e.g. 'svd:energy=0.95' (docs/optimizers.md)")
     c.add_argument("--max-loss", type=float, metavar="POINTS",
@@ -275,11 +279,12 @@ def parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a blob on an emulated board (MicroPython unix port)")
     r.add_argument("blob")
-    r.add_argument("--input", required=True, help="data .npz with x (N, features) real values, or x_q int8 codes")
+    r.add_argument("--input", required=True, help="data .npz with x (N, features) real values, x_q int8 codes or pcm "
+                   "(N, samples) int16 audio, or a mono 16-bit .wav (blobs with an audio front-end)")
 
     e = sub.add_parser("eval", help="accuracy on the host reference and, with --device, the emulated board")
     e.add_argument("blob")
-    e.add_argument("--data", required=True, help="data .npz with x (or x_q) and y labels")
+    e.add_argument("--data", required=True, help="data .npz with x (or x_q, or pcm audio) and y labels")
     e.add_argument("--device", action="store_true", help="also run on the emulated board")
     e.add_argument("--source", metavar="MODEL", help="the float model (.npz, .onnx) the blob came from: report its "
                                                       "accuracy and the drop in points")

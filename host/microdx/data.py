@@ -1,5 +1,6 @@
-"""Data files (docs/npz-schema.md): an .npz with real-valued features `x` (any numeric dtype) or already-quantized
-int8 codes `x_q`, and optional labels `y` (class indices, or values of the blob's labels)."""
+"""Data files (docs/npz-schema.md): an .npz with real-valued features `x` (any numeric dtype), already-quantized
+int8 codes `x_q`, or int16 audio `pcm` (for blobs that carry an audio front-end), and optional labels `y` (class
+indices, or values of the blob's labels); or a mono 16-bit .wav file, one row of `pcm`."""
 from __future__ import annotations
 
 import re
@@ -22,15 +23,17 @@ class Data:
     x: np.ndarray | None      # (N, features) float64: real values, whatever dtype the file stored them in
     x_q: np.ndarray | None    # (N, features) int8 codes, used as they are (int8 blobs only)
     y: np.ndarray | None      # (N,) labels as stored; class_indices checks they are integers or strings
+    pcm: np.ndarray | None = None   # (N, samples) int16 audio clips, zero-padded to one length
+    rate: int | None = None   # the audio's sample rate (Hz) when the file says it (.wav, or `rate` in the .npz)
 
     @property
     def rows(self) -> np.ndarray:
-        """The inputs, x or x_q, whichever the file holds."""
-        return self.x if self.x is not None else self.x_q
+        """The inputs, x, x_q or pcm, whichever the file holds."""
+        return next(a for a in (self.x, self.x_q, self.pcm) if a is not None)
 
     @property
     def key(self) -> str:
-        return "x" if self.x is not None else "x_q"
+        return "x" if self.x is not None else ("x_q" if self.x_q is not None else "pcm")
 
     def __iter__(self):   # `x, y = data.load(path)`, as callers wrote it before x_q existed
         return iter((self.rows, self.y))
@@ -97,6 +100,8 @@ def load(path, limit: int | None = None) -> Data:
     """
     if Path(path).is_dir():
         raise DataFileError(f"{path} is a directory, not a data .npz file")
+    if str(path).lower().endswith(".wav"):
+        return load_wav(path)
     with open(path, "rb") as f:   # np.load takes anything else for a pickle and says so: name what it is instead
         head = f.read(6)
     if not head.startswith((b"PK", b"\x93NUMPY")):
@@ -112,15 +117,50 @@ def load(path, limit: int | None = None) -> Data:
         raise DataFileError(f"{path} holds a single .npy array; save data with np.savez(path, x=..., y=...)")
     with z:
         keys = set(z.files)
-        if "x" in keys and "x_q" in keys:
-            raise DataFileError(f"{path} holds both 'x' (real values) and 'x_q' (int8 codes): keep one, so that "
-                                f"what runs is not a guess")
-        if "x" not in keys and "x_q" not in keys:
+        inputs = [k for k in INPUT_KEYS if k in keys]
+        if len(inputs) > 1:
+            raise DataFileError(f"{path} holds {' and '.join(repr(k) for k in inputs)}: keep one of x (real "
+                                f"values), x_q (int8 codes) and pcm (audio), so that what runs is not a guess")
+        if not inputs:
             raise DataFileError(f"{path}: no 'x' array (found: {', '.join(sorted(keys)) or 'nothing'}); data files "
-                                f"hold x: (N, features) real values, or x_q: int8 codes, and optional y: (N,) labels")
-        key = "x" if "x" in keys else "x_q"
+                                f"hold x: (N, features) real values, x_q: int8 codes or pcm: (N, samples) int16 "
+                                f"audio, and optional y: (N,) labels")
+        key = inputs[0]
         raw, y = _array(z, key, path), _array(z, "y", path) if "y" in keys else None
-    return _checked(path, key, raw, y, limit)
+        rate = _rate(_array(z, "rate", path), path) if "rate" in keys else None
+    d = _checked(path, key, raw, y, limit)
+    d.rate = rate
+    return d
+
+
+INPUT_KEYS = ("x", "x_q", "pcm")
+
+
+def _rate(arr: np.ndarray, path) -> int:
+    if arr.shape not in ((), (1,)) or arr.dtype.kind not in "iu" or not 0 < int(arr.reshape(-1)[0]) < 1 << 20:
+        raise DataFileError(f"{path}: rate must be one integer sample rate in Hz, e.g. np.int32(8000)")
+    return int(arr.reshape(-1)[0])
+
+
+def load_wav(path) -> Data:
+    """A mono 16-bit PCM .wav file as Data with one row of `pcm` and its sample rate."""
+    import warnings
+
+    from scipy.io import wavfile
+
+    try:
+        with open(path, "rb") as f, warnings.catch_warnings():   # OSErrors as they are; a damaged file is refused
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+            rate, pcm = wavfile.read(f)
+    except (ValueError, EOFError) as e:
+        raise DataFileError(f"{path} is not a readable .wav file ({type(e).__name__}: {str(e)[:100]})") from None
+    if pcm.dtype != np.int16 or pcm.ndim != 1:
+        what = f"{pcm.shape[1]} channels" if pcm.ndim == 2 else f"{pcm.dtype} samples"
+        raise DataFileError(f"{path}: {what}; the audio front-end takes mono 16-bit PCM (convert it, e.g. with "
+                            f"sox IN.wav -b 16 -c 1 OUT.wav)")
+    if len(pcm) == 0:
+        raise DataFileError(f"{path} holds no samples")
+    return Data(str(path), None, None, None, pcm[None, :], int(rate))
 
 
 def from_arrays(x, y=None, name: str = "<arrays>") -> Data:
@@ -134,6 +174,11 @@ def _checked(path, key: str, raw: np.ndarray, y: np.ndarray | None, limit: int |
     raw = raw[:limit]
     if key == "x":
         return Data(str(path), _features(raw, path), None, y)
+    if key == "pcm":
+        if raw.dtype != np.int16:
+            raise DataFileError(f"{path}: pcm has dtype {raw.dtype}; audio clips are int16 samples (N, samples), "
+                                f"zero-padded to one length")
+        return Data(str(path), None, None, y, raw)
     if raw.dtype != np.int8:
         raise DataFileError(f"{path}: x_q has dtype {raw.dtype}; x_q holds int8 codes (dtype int8); real values "
                             f"of any dtype go under 'x'")

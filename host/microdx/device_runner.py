@@ -3,7 +3,9 @@
 # holding job.txt, model.dxb, in.bin and the udx package, under fixed relative names. The interpreter interns
 # module names and command-line arguments on its heap, and how full its string pool is changes what `import udx`
 # takes: so nothing varying (host paths, counts) reaches it as a name or an argument; numbers come in job.txt.
-# job.txt: "COUNT BUDGET EVERY BACKEND" (BACKEND: auto, or a name for udx.use_backend). in.bin: COUNT raw little-endian rows (a link to /dev/zero for rows of zeros);
+# job.txt: "COUNT BUDGET EVERY BACKEND SAMPLES" (BACKEND: auto, or a name for udx.use_backend). in.bin: COUNT raw
+# little-endian rows (a link to /dev/zero for rows of zeros): model inputs when SAMPLES is 0, else int16 audio clips
+# of SAMPLES samples each, pushed through the blob's front-end (udx.frontend) in chunks as a microphone delivers them;
 # outputs go to out.bin. BUDGET: udx.Model budget in bytes, -1 for none. stdout: "progress N" every EVERY
 # inferences (0: never), then one JSON line of stats; on a udx error or MemoryError one JSON line
 # {"error", "message", "stage"}, exit status 2.
@@ -14,8 +16,9 @@ import time
 import array
 
 with open("job.txt") as job:
-    count, budget, every, backend = job.read().split()
-    count, budget, every = int(count), int(budget), int(every)
+    count, budget, every, backend, samples = job.read().split()
+    count, budget, every, samples = int(count), int(budget), int(every), int(samples)
+CHUNK = 256    # audio samples per push: what one machine.I2S.readinto of a 512-byte buffer gives
 peak = [0]
 state = {"stage": "import", "runtime_heap_bytes": 0}   # keys made now: no dict growth after BASE
 
@@ -35,16 +38,28 @@ def sample():
 
 
 def infer(model, fin, fout):
-    code, item = ("b", 1) if model.dtype == "i8" else ("f", 4)
-    x = array.array(code, bytes(model.n_in * item))
+    if samples:
+        from udx import frontend
+        st = frontend.stream(model)
+        code, item, n = "h", 2, samples
+    else:
+        code, item, n = ("b", 1, model.n_in) if model.dtype == "i8" else ("f", 4, model.n_in)
+    x = array.array(code, bytes(n * item))
+    xv = memoryview(x)
     total_us = 0
     for i in range(count):
-        if fin.readinto(x) != model.n_in * item:
+        if fin.readinto(x) != n * item:
             fail("InputShapeError", "inputs file ends at row %d" % i)
         if i == 0:
             model.trace = sample        # heap is sampled after every tile of the first inference only
         t0 = time.ticks_us()
-        y = model.predict(x)
+        if samples:
+            st.reset()
+            for a in range(0, n, CHUNK):
+                st.push(xv[a:a + CHUNK])
+            y = frontend.predict(model, st)
+        else:
+            y = model.predict(x)
         total_us += time.ticks_diff(time.ticks_us(), t0)
         if i == 0:
             model.trace = None

@@ -115,7 +115,9 @@ def run(blob_path, x: np.ndarray, board: str = "unix", heap: int | None = None, 
     "ulab", "python") overrides the kernel backend udx chooses itself; stats["backend"] says which ran.
     `firmware` runs another unix-port build: ../shared/targets/micropython-ulab (same .mpy version), or
     ../shared/targets/circuitpython with source=True.
-    `x` must already be in the blob's input dtype (int8 or float32), shape (N, inputs).
+    `x` must already be in the blob's input dtype (int8 or float32), shape (N, inputs); or int16 (N, samples): audio
+    clips that the device's front-end (udx.frontend, the blob's) turns into the model's input, each clip cut or
+    padded to the samples the model takes beforehand (microdx.audio.pcm_rows).
     `progress(n)`, if given, is called with the number of inferences done, about 100 times over the run.
     Raises DeviceError(kind, message) when the runtime refuses the blob or the input; for a MemoryError the
     message gives what the model needs, measured again on a large heap.
@@ -123,8 +125,9 @@ def run(blob_path, x: np.ndarray, board: str = "unix", heap: int | None = None, 
     profile = boards.load(board)
     heap = heap or profile["heap_bytes"]
     x = np.ascontiguousarray(x)
-    if x.dtype not in (np.int8, np.float32) or x.ndim != 2:
-        raise MicrodxError(f"device input must be a 2-D int8 or float32 array, got {x.dtype} {x.shape}")
+    if x.dtype not in (np.int8, np.float32, np.int16) or x.ndim != 2:
+        raise MicrodxError(f"device input must be a 2-D int8, float32 or int16 (audio) array, got {x.dtype} "
+                           f"{x.shape}")
     if heap > MAX_HEAP:
         raise MicrodxError(f"heap {heap:,} bytes: the emulator runs heaps of at most {MAX_HEAP:,} bytes (1 GiB)")
     stats, out = _invoke(blob_path, heap, budget, source, x=x, progress=progress, backend=backend,
@@ -136,7 +139,8 @@ def run(blob_path, x: np.ndarray, board: str = "unix", heap: int | None = None, 
     for k in ("base_heap_bytes", "heap_total_bytes"):   # the runner's own figures, not the model's
         stats.pop(k)
     stats.update(board=board, heap_bytes=heap)
-    return DeviceRun(np.frombuffer(out, dtype=x.dtype).reshape(len(x), -1), stats)
+    return DeviceRun(np.frombuffer(out, dtype=np.int8 if x.dtype == np.int16 else x.dtype).reshape(len(x), -1),
+                     stats)
 
 
 def measure(blob_path, budget: int | None = None, source: bool = False) -> dict:
@@ -177,7 +181,9 @@ def _invoke(blob_path, heap: int, budget, source: bool, x=None, progress=None,
             (tmp / "in.bin").symlink_to("/dev/zero")
         else:
             (tmp / "in.bin").write_bytes(x.astype(x.dtype.newbyteorder("<")).tobytes())
-        (tmp / "job.txt").write_text(f"{count} {-1 if budget is None else budget} {every} {backend or 'auto'}")
+        samples = x.shape[1] if x is not None and x.dtype == np.int16 else 0
+        (tmp / "job.txt").write_text(f"{count} {-1 if budget is None else budget} {every} {backend or 'auto'} "
+                                     f"{samples}")
         cmd = [str(firmware or micropython()), "-X", f"heapsize={heap}", "-c", f"import {RUNNER_MODULE}"]
         # MICROPYPATH="" leaves sys.path as [""] under -c: udx is found in the scratch folder only
         env = dict(os.environ, MICROPYPATH="")

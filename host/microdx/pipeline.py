@@ -1,13 +1,16 @@
 """The jobs behind the CLI: convert a model to a blob, run a blob and evaluate it on the host reference and the
-emulated board. Data files arrive as microdx.data.Data: x real values, or x_q int8 codes."""
+emulated board. Data files arrive as microdx.data.Data: x real values, x_q int8 codes, or pcm audio for blobs that
+carry an audio front-end (microdx.audio: the device's integer features, computed on the host for the reference and on
+the device itself when it runs)."""
 from __future__ import annotations
 
 import os
 
 import numpy as np
 
-from microdx import blob_reader, blob_writer, data, emulator, fit, importers, reference
+from microdx import audio, blob_reader, blob_writer, data, emulator, fit, importers, reference
 from microdx.errors import DataFileError, FormatError, InputShapeError, QuantizationError
+from microdx.features import fixed_mfcc
 from microdx.ir import layer_shapes
 from microdx.quantize import float_graph, quantize_graph
 
@@ -30,8 +33,17 @@ def n_outputs(graph) -> int:
 
 
 def model_input(graph, d: data.Data) -> np.ndarray:
-    """The rows of `d` in the graph's device dtype: x quantized (int8 graphs) or as float32; x_q as it is."""
+    """The rows of `d` in the graph's device dtype: x quantized (int8 graphs) or as float32; x_q as it is; for a
+    graph with an audio front-end, pcm through it and x (features) through its int8 mapping (microdx.audio)."""
     rows = d.rows
+    if d.pcm is not None and graph.frontend is None:
+        raise DataFileError(f"{d.path} holds audio (pcm) but the blob has no audio front-end: give features (x), or "
+                            f"convert the model with --frontend mfcc")
+    if graph.frontend is not None and d.x_q is None:
+        if d.x is not None and rows.shape[1] != graph.input_size:
+            raise InputShapeError(f"{d.path}: x has {rows.shape[1]} features per row; the model expects "
+                                  f"{graph.input_size}")
+        return audio.inputs(graph, d)
     if rows.shape[1] != graph.input_size:
         raise InputShapeError(f"{d.path}: {d.key} has {rows.shape[1]} features per row; the model expects "
                               f"{graph.input_size}")
@@ -50,10 +62,13 @@ def _accuracy(outputs, d: data.Data, graph) -> tuple[float | None, str]:
     return reference.accuracy(outputs, y), how
 
 
-def convert(src, out, calib=None, use_float: bool = False, recipe: str | None = None) -> dict:
+def convert(src, out, calib=None, use_float: bool = False, recipe: str | None = None,
+            frontend: str | None = None) -> dict:
     """Import `src`, fold its scale/shift layers (clean pass), apply the optimizer `recipe` (see
     microdx.optimizers.parse_recipe), quantize to int8 (calibrated on the `calib` data: a data file path or
-    microdx.data.Data) unless `use_float`, write `out`.
+    microdx.data.Data) unless `use_float`, write `out`. `frontend` (e.g. "mfcc", see microdx.audio.parse) packs
+    the audio front-end the model's inputs come from into the blob: the model then takes x = Q8 MFCCs / 256 (log2
+    units), and calibration data may hold pcm audio instead.
 
     Returns a report: blob_bytes, float32_bytes, compression, notes and, when the calibration data has
     labels, accuracy of the float model and of the converted model on that data.
@@ -65,7 +80,21 @@ def convert(src, out, calib=None, use_float: bool = False, recipe: str | None = 
         calib = data.load(calib)
     imported = importers.load(src)
     if imported.dtype == "i8":   # an int8 .tflite: TFLite's own quantization, kept as it is
+        if frontend:
+            raise QuantizationError(f"{src} is an int8 model: --frontend needs the float model (the front-end's "
+                                    f"feature mapping is set from microdx's calibration of the input)")
         return _convert_integer(imported, src, out, calib, use_float, recipe)
+    front = audio.parse(frontend, imported.input_size) if frontend else None
+    if front and use_float:
+        raise QuantizationError("--frontend takes int8 models: the device's integer features map to the int8 "
+                                "input; drop --float")
+    if calib is not None and calib.pcm is not None:
+        if not front:
+            raise DataFileError(f"{calib.path} holds audio (pcm): calibrating on audio needs --frontend")
+        entry = fixed_mfcc.entry(*front)
+        if calib.rate is not None and calib.rate != entry["rate"]:
+            raise DataFileError(f"{calib.path}: audio at {calib.rate} Hz; the front-end takes {entry['rate']} Hz")
+        calib = data.Data(calib.path, audio.features(calib.pcm, entry) / 256.0, None, calib.y)
     cleaned = get("clean").apply(imported)
     source, notes, reports = cleaned.graph, list(cleaned.report["notes"]), []
     graph = source
@@ -94,6 +123,11 @@ def convert(src, out, calib=None, use_float: bool = False, recipe: str | None = 
             raise QuantizationError("int8 conversion needs representative inputs: --calib DATA.npz (or --float)")
         result, qnotes = quantize_graph(graph, calib.x)
         notes += qnotes
+        if front:
+            try:
+                result = result.copy(frontend=fixed_mfcc.spec(front[0], front[1], *result.input_q))
+            except ValueError as e:
+                raise QuantizationError(f"--frontend: {e}") from None
     size = blob_writer.write(result, out)
     report = {"model": graph.name, "dtype": result.dtype, "blob_bytes": size, "float32_bytes": float_bytes(source),
               "compression": round(float_bytes(source) / size, 2), "notes": notes}
@@ -104,7 +138,7 @@ def convert(src, out, calib=None, use_float: bool = False, recipe: str | None = 
         report["float_accuracy_calib"] = float_acc
         if recipe:   # the optimizers' own cost, before quantization
             report["optimized_float_accuracy_calib"] = _accuracy(reference.run_float(graph, calib.x), calib, graph)[0]
-        report["accuracy_calib"] = _accuracy(reference.run(result, calib.x), calib, graph)[0]
+        report["accuracy_calib"] = _accuracy(reference.run(result, model_input(result, calib)), calib, graph)[0]
     return report
 
 
@@ -161,13 +195,20 @@ def run(blob_path, d: data.Data, board: str = "rp2040", heap: int | None = None,
     if not ignore_flash:
         fit.require_flash(blob_path, board)
     xin = model_input(graph, d)
-    dev = emulator.run(blob_path, xin, board=board, heap=heap, budget=budget, progress=progress)
+    dev = emulator.run(blob_path, _device_input(graph, d, xin), board=board, heap=heap, budget=budget,
+                       progress=progress)
     predictions = [int(v) for v in dev.outputs.argmax(axis=1)]
     report = {"model": graph.name, "data": d.path, "input": d.key, "outputs": dev.outputs.tolist(),
               "predictions": predictions, **dev.stats}
     if graph.labels:
         report["predicted_labels"] = [graph.labels[i] if i < len(graph.labels) else str(i) for i in predictions]
     return report
+
+
+def _device_input(graph, d: data.Data, xin: np.ndarray) -> np.ndarray:
+    """What the emulated board is given: audio when the data holds it (the device's front-end computes the features,
+    so device == host checks the front-end too), else the model's inputs `xin`."""
+    return xin if d.pcm is None else audio.pcm_rows(d.pcm, graph.frontend)
 
 
 def evaluate(blob_path, d, y=None, device: bool = False, board: str = "rp2040", heap: int | None = None,
@@ -195,7 +236,8 @@ def evaluate(blob_path, d, y=None, device: bool = False, board: str = "rp2040", 
     if source is not None:
         report.update(_float_accuracy(source, d, graph, report["accuracy"]))
     if device:
-        dev = emulator.run(blob_path, xin, board=board, heap=heap, budget=budget, progress=progress)
+        dev = emulator.run(blob_path, _device_input(graph, d, xin), board=board, heap=heap, budget=budget,
+                           progress=progress)
         report["mismatches"] = int(np.sum(np.any(dev.outputs != ref, axis=1)))
         if graph.dtype == "f32":
             with np.errstate(invalid="ignore"):   # Inf - Inf: reported below as not comparable

@@ -243,9 +243,13 @@ def spec(p: Params, frames: int, scale: float, zero: int) -> dict:
     """The blob header's `frontend` entry (without its record's offset and length): the parameters, the frames the
     model takes, and the feature mapping to its int8 input of (scale, zero)."""
     mult, shift = input_mapping(scale)
+    return {**entry(p, frames), "in_mult": mult, "in_shift": shift, "in_zero": int(zero)}
+
+
+def entry(p: Params, frames: int) -> dict:
+    """The parameters part of a `frontend` entry (no int8 mapping): what frames_int needs through params_of."""
     return {"kind": "mfcc", **{k: v for k, v in p.as_dict().items() if k != "preemph"},
-            "preemph_q15": _preemph_q15(p), "frames": int(frames), "in_mult": mult, "in_shift": shift,
-            "in_zero": int(zero)}
+            "preemph_q15": _preemph_q15(p), "frames": int(frames)}
 
 
 def params_of(entry: dict) -> Params:
