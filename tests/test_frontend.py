@@ -237,3 +237,48 @@ def test_front_end_entries_that_do_not_fit_are_refused(tmp_path):
     from microdx import emulator
     out = emulator.run_script(stream).stdout
     assert "refused FormatError frontend: tensor 'mel_spans' missing or of the wrong shape" in out, out
+
+
+CRC_SCRIPT = '''
+import json, struct, binascii, array
+from udx import backends
+backends.use("viper")
+from udx.frontend import Frontend
+fe = Frontend(json.load(open("tables.json")))
+f = open("pcm.bin", "rb")
+clips, n, frames, hop = struct.unpack("<IIII", f.read(16))
+out = array.array("i", bytes(4 * frames * fe.n_mfcc))
+pcm = array.array("h", bytes(2 * n))
+for c in range(clips):
+    f.readinto(pcm)
+    fe.clip(pcm, frames, hop, out)
+    print("crc", binascii.crc32(out) & 0xFFFFFFFF)
+'''
+
+
+@pytest.mark.parametrize("target", ["unix", "qemu-m3"])
+def test_device_front_end_on_every_fsdd_test_recording(tmp_path, target):
+    """The 300 recordings of the conventional test split (takes 0-4), 50 frames each (the bundled models' input):
+    the device's viper front-end gives the host's integers on every one (CRC32 of each clip's 650 int32 features)."""
+    if not (fsdd.DEFAULT / "recordings").is_dir():
+        pytest.skip("needs ../shared/data/fsdd")
+    if target != "unix" and not qemu.available(target):
+        pytest.skip(f"needs ../shared/targets/{target} and qemu-system-arm")
+    import binascii
+
+    from scipy.io import wavfile
+    frames = 50
+    n = P.frame + P.hop * (frames - 1)
+    clips = []
+    for f, _, _, take in fsdd.clips():
+        if take < 5:
+            pcm = wavfile.read(f)[1][:n]
+            clips.append(np.pad(pcm, (0, n - len(pcm))).astype("<i2"))
+    assert len(clips) == 300
+    t = fm.tables(P)
+    want = [binascii.crc32(fm.frames_int(c, P, frames, t).astype("<i4").tobytes()) for c in clips]
+    data = struct.pack("<IIII", len(clips), n, frames, P.hop) + b"".join(c.tobytes() for c in clips)
+    out = run_on_target(target, tmp_path, CRC_SCRIPT, {"tables.json": json.dumps(
+        {k: [int(v) for v in a.reshape(-1)] for k, a in t.items()}).encode(), "pcm.bin": data})
+    got = [int(ln.split()[1]) for ln in out.splitlines() if ln.startswith("crc ")]
+    assert got == want

@@ -77,7 +77,7 @@ def cmd_convert(a):
             close()
     else:
         r = pipeline.convert(a.src, a.out, calib=_data(a.calib) if a.calib else None, use_float=a.float,
-                             recipe=a.recipe, frontend=a.frontend)
+                             recipe=a.recipe, frontend=a.frontend, labels=_labels(a.labels) if a.labels else None)
     if a.board:
         try:
             r["fit"] = fit.check(a.out, a.board, a.budget)
@@ -105,6 +105,12 @@ def cmd_convert(a):
         return "\n".join(lines)
 
     _emit(r, a.json, text)
+
+
+def _labels(path) -> list[str]:
+    """Class names from a text file, one per line (blank lines at the end ignored)."""
+    with open(path, encoding="utf-8") as f:
+        return f.read().rstrip("\n").split("\n")
 
 
 def cmd_inspect(a):
@@ -262,6 +268,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--out", required=True, help="output .dxb path")
     c.add_argument("--calib", help="data .npz of representative inputs (x, optional y) for int8 calibration")
     c.add_argument("--float", action="store_true", help="keep float32 weights (no quantization)")
+    c.add_argument("--labels", metavar="FILE", help="class names, one per line in output order (replaces the model's)")
     c.add_argument("--frontend", metavar="SPEC", help="pack the audio front-end the model's inputs come from: "
                    "'mfcc' (8 kHz, 25 ms frames every 10 ms, 13 MFCCs of 26 mels) or 'mfcc:hop=160,frames=49,...'; "
                    "the model takes Q8 MFCCs / 256 (microdx.features.fixed_mfcc), the device computes them from PCM")

@@ -63,12 +63,13 @@ def _accuracy(outputs, d: data.Data, graph) -> tuple[float | None, str]:
 
 
 def convert(src, out, calib=None, use_float: bool = False, recipe: str | None = None,
-            frontend: str | None = None) -> dict:
+            frontend: str | None = None, labels=None) -> dict:
     """Import `src`, fold its scale/shift layers (clean pass), apply the optimizer `recipe` (see
     microdx.optimizers.parse_recipe), quantize to int8 (calibrated on the `calib` data: a data file path or
     microdx.data.Data) unless `use_float`, write `out`. `frontend` (e.g. "mfcc", see microdx.audio.parse) packs
     the audio front-end the model's inputs come from into the blob: the model then takes x = Q8 MFCCs / 256 (log2
-    units), and calibration data may hold pcm audio instead.
+    units), and calibration data may hold pcm audio instead. `labels` (class names, one per output) replace the
+    model's own (an ONNX file carries none).
 
     Returns a report: blob_bytes, float32_bytes, compression, notes and, when the calibration data has
     labels, accuracy of the float model and of the converted model on that data.
@@ -84,6 +85,11 @@ def convert(src, out, calib=None, use_float: bool = False, recipe: str | None = 
             raise QuantizationError(f"{src} is an int8 model: --frontend needs the float model (the front-end's "
                                     f"feature mapping is set from microdx's calibration of the input)")
         return _convert_integer(imported, src, out, calib, use_float, recipe)
+    if labels is not None:
+        labels = [str(s) for s in labels]
+        if len(labels) != n_outputs(imported):
+            raise DataFileError(f"{len(labels)} labels given; the model has {n_outputs(imported)} outputs")
+        imported = imported.copy(labels=labels)
     front = audio.parse(frontend, imported.input_size) if frontend else None
     if front and use_float:
         raise QuantizationError("--frontend takes int8 models: the device's integer features map to the int8 "
