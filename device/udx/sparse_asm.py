@@ -1,5 +1,6 @@
 # Arm Thumb (asm_thumb) CSR int8 tile: the integers of udx.sparse.sparse_tile, its reference, at about 7 instructions
-# per stored weight on a Cortex-M0/M3 (the viper twin takes about 40: a gather costs viper three address computations).
+# per stored weight on a Cortex-M0/M3 (the viper twin takes about 20: stack traffic and operand moves around each
+# gather).
 # One asm call per tile, not per row (a call from viper costs about 1,000 instructions, more than a 50-weight row):
 # rows_u8/rows_u16 walk every row of the tile and leave each row's sum of (v - 128) * x[idx] in the row's own row-
 # pointer slot, which the viper caller then requantizes. armv6m only (the RP2040 runs it; qemu-m0 rejects Thumb-2).
