@@ -19,15 +19,13 @@ P = fm.Params()
 FRAMES = 12   # frames per clip on the device (a clip of 50 costs the pure-Python loop 50 FFTs)
 
 SCRIPT = '''
-import json, struct, binascii, time
+import json, struct, binascii, time, array
 from udx import backends
 backends.use(BACKEND)
 from udx.frontend import Frontend
-t = json.load(open("tables.json"))
-fe = Frontend(t)
+fe = Frontend({k: array.array("h", v) for k, v in json.load(open("tables.json")).items()})
 f = open("pcm.bin", "rb")
 clips, n, frames, hop = struct.unpack("<IIII", f.read(16))
-import array
 out = array.array("i", bytes(4 * frames * fe.n_mfcc))
 spent = 0
 for c in range(clips):
@@ -124,7 +122,7 @@ import json, struct, binascii, array
 from udx import backends
 backends.use(BACKEND)
 from udx.frontend import Frontend, Stream
-fe = Frontend(json.load(open("tables.json")))
+fe = Frontend({k: array.array("h", v) for k, v in json.load(open("tables.json")).items()})
 f = open("pcm.bin", "rb")
 n, hop, frames = struct.unpack("<III", f.read(12))
 pcm = array.array("h", f.read(2 * n))
@@ -244,7 +242,7 @@ import json, struct, binascii, array
 from udx import backends
 backends.use("viper")
 from udx.frontend import Frontend
-fe = Frontend(json.load(open("tables.json")))
+fe = Frontend({k: array.array("h", v) for k, v in json.load(open("tables.json")).items()})
 f = open("pcm.bin", "rb")
 clips, n, frames, hop = struct.unpack("<IIII", f.read(16))
 out = array.array("i", bytes(4 * frames * fe.n_mfcc))

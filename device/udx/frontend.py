@@ -16,21 +16,22 @@ _TOP = 1 << 14   # block floating point: max |v| in [_TOP / 2, _TOP)
 
 
 class Frontend:
-    """Frame features from the host's tables (a dict of int sequences, microdx.features.fixed_mfcc.tables). Work
-    buffers are allocated once, here."""
+    """Frame features from the host's tables: a dict of int16 arrays (array("h"), as from_blob reads them from a blob;
+    microdx.features.fixed_mfcc.tables makes them), used as they are, not copied. Work buffers are allocated once,
+    here."""
 
     def __init__(self, t):
-        self.win = array.array("h", t["window"])
+        self.win = t["window"]
         self.frame_len = len(self.win)
-        self.cos = array.array("h", t["cos"])
-        self.sin = array.array("h", t["sin"])
+        self.cos = t["cos"]
+        self.sin = t["sin"]
         self.n_fft = 2 * len(self.cos)
-        self.spans = array.array("h", t["mel_spans"])
-        self.mel_w = array.array("h", t["mel_w"])
+        self.spans = t["mel_spans"]
+        self.mel_w = t["mel_w"]
         self.n_mels = len(self.spans) // 2
-        self.dct = array.array("h", t["dct"])
+        self.dct = t["dct"]
         self.n_mfcc = len(self.dct) // self.n_mels
-        self.log2 = array.array("h", t["log2"])
+        self.log2 = t["log2"]
         self.pre = t["preemph"][0]
         n = self.n_fft
         bits = 0
@@ -303,13 +304,18 @@ def from_blob(f, size, e):
     return Frontend(t)
 
 
-def to_input(feats, x, n, mult, shift, zero):
-    """x[0:n] = the model's int8 input from Q8 features feats[0:n]: ((c mult + 2**(shift-1)) >> shift) + zero,
-    clamped, as the host's microdx.features.fixed_mfcc.to_input."""
+def to_input(feats, x, n, mult, shift, zero, start=0):
+    """x[0:n] = the model's int8 input from Q8 features: ((c mult + 2**(shift-1)) >> shift) + zero, clamped, as the
+    host's microdx.features.fixed_mfcc.to_input; c runs through feats[start:n], then feats[0:start] (a Stream's
+    ring of frames, oldest first, read in place)."""
     half = 1 << (shift - 1)
+    src = start
     for i in range(n):
-        v = ((feats[i] * mult + half) >> shift) + zero
+        v = ((feats[src] * mult + half) >> shift) + zero
         x[i] = -128 if v < -128 else (127 if v > 127 else v)
+        src += 1
+        if src == n:
+            src = 0
 
 
 def stream(model):
@@ -332,8 +338,7 @@ def stream(model):
         raise FormatError("frontend: %d frames x %d MFCCs is not the model's %d inputs" % (frames, fe.n_mfcc,
                                                                                          model.n_in))
     st = Stream(fe, int_field(e, "hop", 1, 1024, "frontend"), frames)
-    st.feats_out = array.array("i", bytes(4 * model.n_in))   # the window, then the int8 input: fixed buffers
-    st.x = array.array("b", bytes(model.n_in))
+    st.x = array.array("b", bytes(model.n_in))   # the model's int8 input, mapped from the ring in place
     st.mapping = (e["in_mult"], e["in_shift"], e["in_zero"])
     return st
 
@@ -342,6 +347,5 @@ def predict(model, st):
     """model.predict() on the last frames pushed into `st` (from stream()): their features mapped to its int8 input
     as the host's microdx.features.fixed_mfcc.to_input does."""
     mult, shift, zero = st.mapping
-    st.window(st.feats_out)
-    to_input(st.feats_out, st.x, model.n_in, mult, shift, zero)
+    to_input(st.feats, st.x, model.n_in, mult, shift, zero, st.row * st.fe.n_mfcc)
     return model.predict(st.x)

@@ -20,7 +20,7 @@ SCRIPT = '''
 import json, array, time, binascii
 from udx import backends
 from udx.frontend import Frontend
-fe = Frontend(json.load(open("tables.json")))
+fe = Frontend({k: array.array("h", v) for k, v in json.load(open("tables.json")).items()})
 x = array.array("h", open("pcm.bin", "rb").read())
 out = array.array("i", bytes(4 * fe.n_mfcc))
 for name in BACKENDS:

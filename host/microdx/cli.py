@@ -214,7 +214,7 @@ def cmd_sweep(a):
 def cmd_demo(a):
     from microdx import demo
 
-    r = demo.run(board=a.board, out_dir=a.out)
+    r = demo.run(board=a.board, out_dir=a.out, fsdd_path=a.data)
     _emit(r, a.json, lambda: demo.format_report(r))
 
 
@@ -296,8 +296,10 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--source", metavar="MODEL", help="the float model (.npz, .onnx) the blob came from: report its "
                                                       "accuracy and the drop in points")
 
-    d = sub.add_parser("demo", help="train, convert and run a speaker-ID model on an emulated board")
-    d.add_argument("--out", help="keep the model, data and blob in this folder")
+    d = sub.add_parser("demo", help="the bundled keyword and speaker models on an emulated board; with the FSDD "
+                                     "recordings, audio -> label through the device's front-end")
+    d.add_argument("--out", help="folder for the confusion matrix PNG (default: ./microdx-demo)")
+    d.add_argument("--data", metavar="PATH", help="the FSDD folder (holding recordings/); default ../shared/data/fsdd")
     board_option(d, "rp2040", "board profile to emulate")
 
     w = sub.add_parser("sweep", help="accuracy and blob bytes of a grid of recipes, with a Pareto plot")

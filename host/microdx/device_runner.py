@@ -37,26 +37,40 @@ def sample():
         peak[0] = used
 
 
+def listen(st, fin, chunk, i):
+    """Push one clip of `samples` int16 samples from fin through the Stream `st`, CHUNK at a time (read into one
+    fixed buffer, as a microphone's DMA delivers them); the microseconds spent in push()."""
+    st.reset()
+    left = samples
+    spent = 0
+    while left:
+        k = CHUNK if left > CHUNK else left
+        if fin.readinto(chunk, 2 * k) != 2 * k:
+            fail("InputShapeError", "audio file ends in clip %d" % i)
+        t0 = time.ticks_us()
+        st.push(chunk, k)
+        spent += time.ticks_diff(time.ticks_us(), t0)
+        left -= k
+    return spent
+
+
 def infer(model, fin, fout):
     if samples:
         from udx import frontend
         st = frontend.stream(model)
-        code, item, n = "h", 2, samples
+        x = array.array("h", bytes(2 * CHUNK))
     else:
-        code, item, n = ("b", 1, model.n_in) if model.dtype == "i8" else ("f", 4, model.n_in)
-    x = array.array(code, bytes(n * item))
-    xv = memoryview(x)
+        x = array.array("b", bytes(model.n_in)) if model.dtype == "i8" else array.array("f", bytes(4 * model.n_in))
     total_us = 0
     for i in range(count):
-        if fin.readinto(x) != n * item:
+        if samples:
+            total_us += listen(st, fin, x, i)
+        elif fin.readinto(x) != len(x) * (1 if model.dtype == "i8" else 4):
             fail("InputShapeError", "inputs file ends at row %d" % i)
         if i == 0:
             model.trace = sample        # heap is sampled after every tile of the first inference only
         t0 = time.ticks_us()
         if samples:
-            st.reset()
-            for a in range(0, n, CHUNK):
-                st.push(xv[a:a + CHUNK])
             y = frontend.predict(model, st)
         else:
             y = model.predict(x)
@@ -70,6 +84,7 @@ def infer(model, fin, fout):
     return total_us
 
 
+udx = model = total_us = BASE = TOTAL = None   # every global made now, so the module's dict does not grow after BASE
 gc.collect()
 BASE = gc.mem_alloc()              # the interpreter and this runner; everything after is udx and the model
 TOTAL = BASE + gc.mem_free()

@@ -135,6 +135,16 @@ def run(blob_path, x: np.ndarray, board: str = "unix", heap: int | None = None, 
         if heap >= MIN_HEAP else ({
         "error": "MemoryError"}, None)
     if stats.get("error") == "MemoryError":
+        if x.dtype == np.int16:   # audio: the front-end's tables, ring of frames and native code come on top
+            from microdx import blob_reader, ram
+
+            m = measure(blob_path, budget, source)
+            least = ram.plan(blob_reader.read(blob_path).graph)["min_budget"]
+            raise DeviceError("MemoryError", f"heap {heap:,} bytes is too small for the model with its audio "
+                                             f"front-end, whose tables, ring of frames and native code come on top "
+                                             f"of the model's own peak of {m['peak_heap_bytes']:,} bytes (budget "
+                                             f"{m['budget_bytes']:,}); lower --budget (the model accepts "
+                                             f"{least:,}) or use a board with more heap")
         raise DeviceError("MemoryError", _heap_too_small(blob_path, heap, budget, source))
     for k in ("base_heap_bytes", "heap_total_bytes"):   # the runner's own figures, not the model's
         stats.pop(k)

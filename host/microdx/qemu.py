@@ -21,22 +21,54 @@ TARGETS = ROOT.parent / "shared" / "targets"
 # mpy-cross -march of each target's native code: the M0 is armv6m like the RP2040, the M33 runs armv7emsp code
 ARCH = {"qemu-m3": "armv7m", "qemu-m0": "armv6m", "qemu-m33": "armv7emsp"}
 
+# HEAP: the heap left to everything (the interpreter's own allocations, this script and udx included), in bytes:
+# a ballast takes the rest of the firmware's 192 KB, so a model runs as in a board whose heap is HEAP
 SCRIPT = """
+import gc
+gc.collect()
+if HEAP:
+    ballast = bytearray(gc.mem_free() + gc.mem_alloc() - HEAP)
+    gc.collect()
+    base = len(ballast)
+else:
+    base = 0
+import sys
+sys.path.insert(0, FOLDER)
 import array, binascii, time, udx
 if BACKEND:
     udx.use_backend(BACKEND)
-m = udx.Model("/flash/model.dxb", BUDGET)
-x = array.array("b", bytes(m.n_in))
+m = udx.Model(FOLDER + "/model.dxb", BUDGET)
+if SAMPLES:   # audio: read and pushed 256 samples at a time, as a microphone's DMA buffer delivers it
+    from udx import frontend
+    st = frontend.stream(m)
+    x = array.array("h", bytes(512))
+    xv = memoryview(x)
+else:
+    x = array.array("b", bytes(m.n_in))
 f = open("/flash/in.bin", "rb")
 total = 0
 for i in range(COUNT):
-    f.readinto(x)
-    t0 = time.ticks_us()
-    y = m.predict(x)
+    if SAMPLES:
+        st.reset()
+        left = SAMPLES
+        while left:
+            k = 256 if left > 256 else left
+            f.readinto(xv[:k])
+            t0 = time.ticks_us()
+            st.push(x, k)
+            total += time.ticks_diff(time.ticks_us(), t0)
+            left -= k
+        t0 = time.ticks_us()
+        y = frontend.predict(m, st)
+    else:
+        f.readinto(x)
+        t0 = time.ticks_us()
+        y = m.predict(x)
     total += time.ticks_diff(time.ticks_us(), t0)
     print("out", binascii.hexlify(bytes(y)).decode())
 f.close()
-print("instructions", total * 1000, m.macs, udx.backend())
+gc.collect()
+print("instructions", total * 1000, m.macs, udx.backend(), gc.mem_alloc() - base)
 """
 
 
@@ -62,19 +94,29 @@ def run_script(target: str, script: str, files: dict[str, bytes], timeout: float
 
 
 def run(blob_path, x: np.ndarray, target: str = "qemu-m3", budget: int | None = None,
-        backend: str | None = None) -> dict:
-    """int8 outputs (N, outputs) of the blob for int8 inputs `x` (N, inputs), instructions per inference and per
-    MAC, and the kernel backend that ran (udx's own choice unless `backend` is given)."""
-    proc = run_script(target, f"BUDGET = {budget!r}\nCOUNT = {len(x)}\nBACKEND = {backend!r}\n" + SCRIPT,
+        backend: str | None = None, heap: int | None = None, rom: bool = False) -> dict:
+    """int8 outputs (N, outputs) of the blob for int8 inputs `x` (N, inputs), or for int16 audio clips `x` (N,
+    samples) through the blob's front-end (udx.frontend, pushed 256 samples at a time; the count then includes it),
+    instructions per inference and per MAC, and the kernel backend that ran (udx's own choice unless `backend` is given). `heap` (bytes): run as on a
+    board with that much heap in all (a ballast holds the rest); heap_used_bytes: what is allocated at the end,
+    interpreter and udx included. A MemoryError raises DeviceError("MemoryError", ...). `rom`: import udx and read
+    the blob from /rom, the target's memory-mapped ROMFS (.mpy code executes in place there instead of being loaded
+    into the heap, as on boards with a ROMFS partition)."""
+    samples = x.shape[1] if x.dtype == np.int16 else 0
+    proc = run_script(target, f"BUDGET = {budget!r}\nCOUNT = {len(x)}\nBACKEND = {backend!r}\nHEAP = {heap!r}\n"
+                      f"SAMPLES = {samples}\n"
+                      f"FOLDER = {'/rom' if rom else '/flash'!r}\n"
+                      + SCRIPT,
                       {"model.dxb": Path(blob_path).read_bytes(),
-                       "in.bin": np.ascontiguousarray(x, dtype=np.int8).tobytes()})
+                       "in.bin": np.ascontiguousarray(x, dtype=np.int16 if samples else np.int8).tobytes()})
     lines = [ln.split() for ln in proc.stdout.splitlines() if ln.strip()]
     done = [ln for ln in lines if ln[0] == "instructions"]
     if proc.returncode != 0 or not done:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
-        raise DeviceError("QemuError", f"{target} failed: {tail[0]}")
+        kind = "MemoryError" if "MemoryError" in tail[0] else "QemuError"
+        raise DeviceError(kind, f"{target}{f' with a {heap:,}-byte heap' if heap else ''} failed: {tail[0]}")
     outputs = np.frombuffer(b"".join(bytes.fromhex(ln[1]) for ln in lines if ln[0] == "out"), np.int8)
     instructions, macs = int(done[0][1]), int(done[0][2])
     return {"outputs": outputs.reshape(len(x), -1), "instructions_per_inference": instructions // max(len(x), 1),
             "instructions_per_mac": round(instructions / max(len(x), 1) / max(macs, 1), 1), "target": target,
-            "backend": done[0][3]}
+            "backend": done[0][3], "heap_used_bytes": int(done[0][4])}
