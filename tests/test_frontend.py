@@ -19,7 +19,17 @@ P = fm.Params()
 FRAMES = 12   # frames per clip on the device (a clip of 50 costs the pure-Python loop 50 FFTs)
 
 SCRIPT = '''
-import json, struct, binascii, time, array
+import json, struct, binascii, array
+try:
+    from time import ticks_us, ticks_diff
+except ImportError:   # CircuitPython
+    from time import monotonic_ns
+
+    def ticks_us():
+        return monotonic_ns() // 1000
+
+    def ticks_diff(a, b):
+        return a - b
 from udx import backends
 backends.use(BACKEND)
 from udx.frontend import Frontend
@@ -30,9 +40,9 @@ out = array.array("i", bytes(4 * frames * fe.n_mfcc))
 spent = 0
 for c in range(clips):
     pcm = array.array("h", f.read(2 * n))
-    t0 = time.ticks_us()
+    t0 = ticks_us()
     fe.clip(pcm, frames, hop, out)
-    spent += time.ticks_diff(time.ticks_us(), t0)
+    spent += ticks_diff(ticks_us(), t0)
     print("clip", binascii.hexlify(bytes(out)).decode())
 print("us_per_frame", spent / (clips * frames))
 '''

@@ -11,6 +11,10 @@ try:   # the native twin of Frontend._fft (udx/backends.py)
     from udx import frontend_viper
 except (ImportError, SyntaxError, ValueError):
     frontend_viper = None
+try:   # ulab's FFT, under the ulab backend (CircuitPython): floating point, within a stated tolerance, not exact
+    from udx import frontend_ulab
+except ImportError:
+    frontend_ulab = None
 
 _TOP = 1 << 14   # block floating point: max |v| in [_TOP / 2, _TOP)
 
@@ -57,8 +61,8 @@ class Frontend:
     def frame(self, x, at, prev, out, out_at):
         """out[out_at:out_at + n_mfcc] = the MFCCs of the frame x[at:at + frame_len] (int16 samples); prev is the
         sample before the frame (0 at the start of a clip)."""
-        fast = backends.twin(frontend_viper)
-        if fast:   # the whole frame in native code
+        fast = backends.twin(frontend_viper, ulab=frontend_ulab)
+        if fast:   # the whole frame in native code, or through ulab
             fast.frame(self, x, at, prev, out, out_at)
             return
         n = self.n_fft

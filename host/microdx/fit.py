@@ -38,7 +38,7 @@ def kernel_modules() -> dict[tuple[str, str], str]:
 TFLITE_ARITHMETIC = ("TFLite arithmetic", "i8")
 TFLITE_MODULES = {"udx/tflq.mpy", "udx/tflq_viper.mpy", "udx/dense_tfl_viper.mpy", "udx/softmax_tfl.mpy"}
 # the audio front-end (udx/frontend.py): an application imports it, not a blob; not counted for a blob's fit
-FRONTEND_MODULES = {"udx/frontend.mpy", "udx/frontend_viper.mpy"}
+FRONTEND_MODULES = {"udx/frontend.mpy", "udx/frontend_viper.mpy", "udx/frontend_ulab.mpy"}
 
 
 def graph_kernels(graph) -> set[tuple[str, str]]:
