@@ -341,7 +341,8 @@ def main():
     report = {
         "model": "har-watch", "task": "shoulder-exercise recognition (7 classes) from a smartwatch's 6-axis IMU, "
                                       "subject-independent",
-        "data": f"seglearn 1.2.5 watch_dataset.npy (read from {Path(d['path']).name}; Burns et al., arXiv:1802.01489): 140 recordings, "
+        "data": f"seglearn 1.2.5 watch_dataset.npy (read from {Path(d['path']).name}; Burns et al., "
+                f"arXiv:1802.01489): 140 recordings, "
                 f"10 subjects x 7 exercises x 2 arms, channels {d['X_labels']}, 50 Hz",
         "window_samples": WINDOW, "window_s": WINDOW / watch.RATE_HZ, "step_samples": STEP,
         "test_step_samples": 2 * STEP,

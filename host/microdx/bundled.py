@@ -142,9 +142,9 @@ def test_recordings(name: str, fsdd) -> np.ndarray:
 
 def small_heap(path, x, v: dict) -> dict:
     """A `tiny` variant on a 32-bit MCU with a small heap (variant "small_heap": target, heap bytes, rom): every row
-    of `x` (the model's int8 inputs) on the QEMU target with the rest of its heap taken by a ballast, udx imported from the memory-mapped ROMFS
-    when "rom" (its .mpy code then executes in place, as on boards with a ROMFS partition). Outputs are compared
-    with the host reference: mismatches must be 0."""
+    of `x` (the model's int8 inputs) on the QEMU target with the rest of its heap taken by a ballast, udx imported
+    from the memory-mapped ROMFS when "rom" (its .mpy code then executes in place, as on boards with a ROMFS
+    partition). Outputs are compared with the host reference: mismatches must be 0."""
     from microdx import blob_reader, qemu, reference
 
     h = v["small_heap"]
@@ -226,8 +226,10 @@ def card(name: str, r: dict) -> str:
     for k, v in r["variants"].items():
         h = v.get("small_heap")
         if h and "skipped" not in h:
-            lines += ["", f"**`{k}.dxb` in a {h['heap'] // 1024} KB heap**, on a 32-bit MCU ({h['target']}: the rest of "
-                      f"its heap held by a ballast{', udx imported from its memory-mapped ROMFS, where .mpy code executes in place' if h.get('rom') else ''}; "
+            rom = (", udx imported from its memory-mapped ROMFS, where .mpy code executes in place"
+                   if h.get("rom") else "")
+            lines += ["", f"**`{k}.dxb` in a {h['heap'] // 1024} KB heap**, on a 32-bit MCU ({h['target']}: the rest "
+                      f"of its heap held by a ballast{rom}; "
                       f"budget {h['budget_bytes']:,} bytes): all {h['rows']} test rows, {h['mismatches']} outputs "
                       f"differing from the host's; {h['heap_used_bytes']:,} bytes of the heap in use at the end, "
                       f"interpreter and udx included. The 64-bit unix port doubles every object, so it cannot host "
