@@ -120,6 +120,13 @@ def cmd_inspect(a):
     _emit(info, a.json, lambda: inspect_blob.format_table(info))
 
 
+def cmd_report(a):
+    from microdx import report
+
+    r = report.report(a.blob, board=a.board, out_dir=a.out, budget=a.budget)
+    _emit({k: r[k] for k in ("png", "md")}, a.json, lambda: f"wrote {r['png']} and {r['md']}")
+
+
 def _data(path, limit=None):
     from microdx import data
 
@@ -284,6 +291,12 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("blob")
     board_option(i, None, "check that the blob fits this board's flash and heap")
 
+    o = sub.add_parser("report", help="a PNG of per-layer bytes and RAM against a board's limits, and a Markdown "
+                                      "summary")
+    o.add_argument("blob")
+    o.add_argument("--out", help="folder for BLOB_report.png and BLOB_report.md (default: the blob's folder)")
+    board_option(o, "rp2040", "board whose flash and heap the report sets the layers against")
+
     r = sub.add_parser("run", help="run a blob on an emulated board (MicroPython unix port)")
     r.add_argument("blob")
     r.add_argument("--input", required=True, help="data .npz with x (N, features) real values, x_q int8 codes or pcm "
@@ -325,10 +338,11 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--limit", type=_count, metavar="N", help="only the first N rows of the data")
         s.add_argument("--ignore-flash", action="store_true",
                        help="emulate a blob even if it could not be stored on the board's filesystem")
-    for s, when in ((c, " checked with --board"), (i, " checked with --board"), (r, ""), (e, " with --device")):
+    for s, when in ((c, " checked with --board"), (i, " checked with --board"), (r, ""), (e, " with --device"),
+                    (o, "")):
         s.add_argument("--budget", type=_size, help=f"udx.Model RAM budget for activations and weight tiles"
                                                      f"{when} ({sizes}; default: udx's)")
-    for s in (c, i, r, e, d, b, w):
+    for s in (c, i, r, e, d, b, w, o):
         s.add_argument("--json", action="store_true", help="print JSON (strict: NaN/Inf become null, with a note)")
     c.set_defaults(func=cmd_convert)
     i.set_defaults(func=cmd_inspect)
@@ -337,6 +351,7 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
     b.set_defaults(func=cmd_bench)
     w.set_defaults(func=cmd_sweep)
+    o.set_defaults(func=cmd_report)
     return p
 
 
