@@ -95,3 +95,61 @@ def run_on_target(target: str, tmp_path, script: str, files: dict, timeout: floa
         proc = qemu.run_script(target, script, files, timeout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
+
+
+class PtyBoard:
+    """The MicroPython unix port behind a pseudo-terminal, as a USB board looks to mpremote: `port` is a /dev/pts
+    path; the board's filesystem is `folder` (the interpreter's working directory). Bytes are relayed between two
+    pty pairs (what socat does), one the interpreter's terminal, the other mpremote's. A soft reset would end the
+    unix port, so tools connect with `resume` (mpremote's raw REPL without a reset)."""
+
+    def __init__(self, folder, heap: int = 1 << 20):
+        import os
+        import pty
+        import subprocess
+        import threading
+        import tty
+
+        self.folder = folder
+        self._board, board_end = pty.openpty()
+        self._host, host_end = pty.openpty()
+        for fd in (board_end, host_end):
+            tty.setraw(fd)
+        self.port = os.ttyname(host_end)
+        self._keep = host_end   # open, so the host side's pty stays alive between mpremote connections
+        self.proc = subprocess.Popen([emulator.micropython(), "-X", f"heapsize={heap}"], stdin=board_end,
+                                     stdout=board_end, stderr=board_end, cwd=folder, start_new_session=True,
+                                     env={"MICROPYPATH": ".frozen:."})
+        os.close(board_end)
+        self._stop = False
+        self._thread = threading.Thread(target=self._relay, daemon=True)
+        self._thread.start()
+
+    def _relay(self):
+        import os
+        import select
+
+        while not self._stop and self.proc.poll() is None:
+            ready, _, _ = select.select([self._board, self._host], [], [], 0.2)
+            for fd in ready:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    continue
+                os.write(self._host if fd == self._board else self._board, data)
+
+    def close(self):
+        import os
+
+        self._stop = True
+        self.proc.kill()
+        self.proc.wait()
+        self._thread.join()
+        for fd in (self._board, self._host, self._keep):
+            os.close(fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

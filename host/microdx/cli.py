@@ -47,11 +47,11 @@ def _num(v, fmt=".4f", missing="n/a"):
     return missing if v is None else format(v, fmt)
 
 
-def _progress(total: int, what: str):
+def _progress(total: int, what: str, unit: str = "inference"):
     """A tqdm bar on stderr (shown on a terminal only, so pipes and --json stay clean); returns (update, close)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=what, unit="inference", file=sys.stderr, disable=None, leave=False)
+    bar = tqdm(total=total, desc=what, unit=unit, file=sys.stderr, disable=None, leave=False, unit_scale=unit == "B")
     done = [0]
 
     def update(n):
@@ -118,6 +118,25 @@ def cmd_inspect(a):
 
     info = inspect_blob.inspect(a.blob, board=a.board, budget=a.budget)
     _emit(info, a.json, lambda: inspect_blob.format_table(info))
+
+
+def cmd_deploy(a):
+    from microdx import deploy
+
+    update, close = _progress(os.path.getsize(a.blob), f"copy {os.path.basename(a.blob)}", unit="B")
+    try:
+        r = deploy.deploy(a.blob, a.port, board=a.board, name=a.name, main=a.main,
+                          progress=lambda done, total: update(done))
+    finally:
+        close()
+
+    def text():
+        return "\n".join([f"deployed {r['model']} ({r['model_bytes']:,} bytes, SHA-256 {r['sha256'][:16]}... checked "
+                          f"on the board) to {r['port']} for {r['board']}",
+                          f"  copied: {', '.join(r['copied']) or 'nothing'}",
+                          f"  already there, identical: {', '.join(r['skipped']) or 'nothing'}"])
+
+    _emit(r, a.json, text)
 
 
 def cmd_report(a):
@@ -291,6 +310,14 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("blob")
     board_option(i, None, "check that the blob fits this board's flash and heap")
 
+    y = sub.add_parser("deploy", help="copy a blob and the runtime it needs to a board with mpremote, verified "
+                                      "on the board before the old model is replaced")
+    y.add_argument("blob")
+    y.add_argument("--port", required=True, help="the board's serial port (mpremote devs lists them)")
+    y.add_argument("--name", help="the model's file name on the board (default: the blob's)")
+    y.add_argument("--main", action="store_true", help="also copy boards/examples/main.py as main.py")
+    board_option(y, "rp2040", "board the runtime is compiled for (mpy-cross -march from its profile)")
+
     o = sub.add_parser("report", help="a PNG of per-layer bytes and RAM against a board's limits, and a Markdown "
                                       "summary")
     o.add_argument("blob")
@@ -342,7 +369,7 @@ def parser() -> argparse.ArgumentParser:
                     (o, "")):
         s.add_argument("--budget", type=_size, help=f"udx.Model RAM budget for activations and weight tiles"
                                                      f"{when} ({sizes}; default: udx's)")
-    for s in (c, i, r, e, d, b, w, o):
+    for s in (c, i, r, e, d, b, w, o, y):
         s.add_argument("--json", action="store_true", help="print JSON (strict: NaN/Inf become null, with a note)")
     c.set_defaults(func=cmd_convert)
     i.set_defaults(func=cmd_inspect)
@@ -352,6 +379,7 @@ def parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
     w.set_defaults(func=cmd_sweep)
     o.set_defaults(func=cmd_report)
+    y.set_defaults(func=cmd_deploy)
     return p
 
 

@@ -102,7 +102,7 @@ def device_path(source: bool = False) -> Path:
 
 def run_script(script, args=(), heap: int = 1 << 20, timeout: float = 3600, source: bool = False) -> subprocess.CompletedProcess:
     """Run a MicroPython script with `-X heapsize=heap` (bytes) and udx importable."""
-    env = dict(os.environ, MICROPYPATH=f"{device_path(source)}:.frozen")
+    env = {"MICROPYPATH": f"{device_path(source)}:.frozen"}   # nothing else: see _invoke
     return subprocess.run([micropython(), "-X", f"heapsize={heap}", str(script), *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -195,8 +195,11 @@ def _invoke(blob_path, heap: int, budget, source: bool, x=None, progress=None,
         (tmp / "job.txt").write_text(f"{count} {-1 if budget is None else budget} {every} {backend or 'auto'} "
                                      f"{samples}")
         cmd = [str(firmware or micropython()), "-X", f"heapsize={heap}", "-c", f"import {RUNNER_MODULE}"]
-        # MICROPYPATH="" leaves sys.path as [""] under -c: udx is found in the scratch folder only
-        env = dict(os.environ, MICROPYPATH="")
+        # MICROPYPATH="" leaves sys.path as [""] under -c: udx is found in the scratch folder only. Nothing else of
+        # the caller's environment: its size moves the process's stack, whose stale words the unix port's
+        # conservative GC reads as pointers, and the heap figures then vary by kilobytes from shell to shell
+        # (measured: one 64 KB-heap test passed or failed with the length of one environment variable)
+        env = {"MICROPYPATH": ""}
         lines = []
         with open(tmp / "stderr.txt", "w+") as err:
             proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=err, text=True,

@@ -1,0 +1,123 @@
+"""`microdx deploy MODEL.dxb --port PORT`: put a model and the runtime it needs on a board over USB, through
+mpremote's Python API (its serial transport, in raw REPL without a soft reset, as `mpremote connect PORT resume`).
+
+- the runtime: udx's .mpy files compiled by mpy-cross for the board's architecture (its profile's mpy_march), only the
+  kernels the blob uses (microdx.fit.runtime_files); a file whose SHA-256 on the board already matches is skipped;
+- the model: written under a temporary name, checked on the board (its length and a SHA-256 computed there), and only
+  then renamed over the old one, so an interrupted copy never replaces a good model: the old file stays whole until
+  the new one is complete and verified (on filesystems without an atomic rename-over, the old model is moved aside to
+  NAME.old for the instant between two renames, and removed after);
+- optionally main.py from boards/examples (--main).
+
+Every failure is a DeviceError naming the file and what to do; nothing is written on the host.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from microdx import boards, emulator, fit, paths
+from microdx.errors import DeviceError
+
+CHUNK = 1024   # bytes per raw-REPL write: mpremote's default is 256; larger chunks copy faster over USB
+
+
+def _transport(port: str):
+    from mpremote.transport_serial import SerialTransport
+
+    try:
+        t = SerialTransport(port, baudrate=115200)
+    except Exception as e:   # mpremote raises its TransportError, serial its SerialException
+        raise DeviceError("DeployError", f"cannot open {port}: {e}; is the board plugged in (mpremote devs lists "
+                                         f"the ports)?") from None
+    try:
+        t.enter_raw_repl(soft_reset=False)
+    except Exception as e:
+        t.close()
+        raise DeviceError("DeployError", f"{port} does not answer as a MicroPython REPL ({e}): close other "
+                                         f"programs using the port (a serial terminal, Thonny) and retry") from None
+    return t
+
+
+def _remote_sha256(t, path: str) -> str | None:
+    """The file's SHA-256 computed on the board, or None when it does not exist there."""
+    if not t.fs_exists(path):
+        return None
+    try:
+        return t.fs_hashfile(path, "sha256").hex()
+    except Exception as e:
+        raise DeviceError("DeployError", f"the board cannot hash {path} ({e}): its firmware needs hashlib.sha256 "
+                                         f"to verify a copy") from None
+
+
+def _put(t, path: str, data: bytes, progress=None) -> None:
+    """Write `data` to `path` on the board: to a temporary name, checked there (length, SHA-256), then renamed."""
+    tmp = path + ".new"
+    t.fs_writefile(tmp, data, chunk_size=CHUNK, progress_callback=progress)
+    size = t.fs_stat(tmp)[6]
+    got = _remote_sha256(t, tmp)
+    want = hashlib.sha256(data).hexdigest()
+    if size != len(data) or got != want:
+        t.fs_rmfile(tmp)
+        raise DeviceError("DeployError", f"{path}: the board holds {size:,} bytes with SHA-256 {got} after the "
+                                         f"copy, not {len(data):,} bytes with {want}: the old file was kept; retry "
+                                         f"(a loose cable or a full filesystem)")
+    # os.rename over an existing file is atomic on littlefs and VfsPosix; FAT refuses it: move the old one aside
+    t.exec(f"import os\ntry:\n os.rename({tmp!r}, {path!r})\nexcept OSError:\n os.rename({path!r}, {path + '.old'!r})"
+           f"\n os.rename({tmp!r}, {path!r})\n os.remove({path + '.old'!r})")
+
+
+def files(blob_path, board: str) -> dict[str, Path]:
+    """{path on the board: local file} of udx's .mpy files the blob needs on `board`, compiled for its
+    architecture."""
+    from microdx import blob_reader
+
+    arch = boards.load(board).get("mpy_march")
+    kernels = fit.graph_kernels(blob_reader.read(blob_path).graph)
+    local = emulator.compiled_device_dir(arch)
+    return {name: local / name for name in fit.runtime_files(kernels, arch)}
+
+
+def deploy(blob_path, port: str, board: str = "rp2040", name: str | None = None, main: bool = False,
+           progress=None) -> dict:
+    """Deploy the blob and the runtime it needs to the board on `port` (see the module docstring). `name`: the
+    model's file on the board (default the blob's file name). `progress(done, total)`: bytes of the model copied.
+    Returns {"copied": [...], "skipped": [...], "model": name, "model_bytes", "sha256"}."""
+    from microdx.pipeline import read_blob
+
+    read_blob(blob_path)   # a corrupt or foreign file is refused before anything reaches the board
+    data = Path(blob_path).read_bytes()
+    name = name or Path(blob_path).name
+    runtime = files(blob_path, board)
+    if main:
+        runtime["main.py"] = paths.repo_dir("boards") / "examples" / "main.py"
+    t = _transport(port)
+    copied, skipped = [], []
+    try:
+        if not t.fs_exists("udx"):
+            t.fs_mkdir("udx")
+        for remote, local in sorted(runtime.items()):
+            content = local.read_bytes()
+            if _remote_sha256(t, remote) == hashlib.sha256(content).hexdigest():
+                skipped.append(remote)
+                continue
+            _put(t, remote, content)
+            copied.append(remote)
+        if _remote_sha256(t, name) == hashlib.sha256(data).hexdigest():
+            skipped.append(name)
+        else:
+            _put(t, name, data, progress)
+            copied.append(name)
+    except DeviceError:
+        raise
+    except Exception as e:   # the link dropped, the filesystem filled: what was already renamed is whole
+        raise DeviceError("DeployError", f"copy to {port} failed ({type(e).__name__}: {e}); files already "
+                                         f"verified stay, an unfinished one is left as NAME.new and never replaces "
+                                         f"the old; run deploy again") from None
+    finally:
+        try:
+            t.exit_raw_repl()
+        finally:
+            t.close()
+    return {"port": port, "board": board, "copied": copied, "skipped": skipped, "model": name,
+            "model_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
