@@ -44,6 +44,26 @@ def micropython() -> str:
     return _tool("micropython")
 
 
+@functools.lru_cache(maxsize=None)
+def measuring_micropython() -> str:
+    """The same executable at a path that does not depend on where the virtual environment is: a link (or copy) in
+    the temporary folder named by its hash. The unix port keeps sys.executable (its real path) on the heap and
+    argv[0] on the stack, whose stale words its conservative GC reads as pointers: with the venv's path, a model's
+    heap figures moved with the clone's location (a 64 KB-heap test passed here and failed in CI)."""
+    exe = Path(micropython()).resolve()
+    digest = hashlib.sha256(exe.read_bytes()).hexdigest()[:16]
+    target = Path(tempfile.gettempdir()) / f"microdx-mp-{digest}" / "micropython"
+    if not target.is_file():
+        target.parent.mkdir(exist_ok=True)
+        tmp = target.with_name(f"micropython.{os.getpid()}")
+        try:
+            os.link(exe, tmp)
+        except OSError:   # another filesystem: a copy
+            shutil.copy2(exe, tmp)
+        os.replace(tmp, target)
+    return str(target)
+
+
 def _tool(name: str) -> str:
     exe = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if not exe:
@@ -103,7 +123,7 @@ def device_path(source: bool = False) -> Path:
 def run_script(script, args=(), heap: int = 1 << 20, timeout: float = 3600, source: bool = False) -> subprocess.CompletedProcess:
     """Run a MicroPython script with `-X heapsize=heap` (bytes) and udx importable."""
     env = {"MICROPYPATH": f"{device_path(source)}:.frozen"}   # nothing else: see _invoke
-    return subprocess.run([micropython(), "-X", f"heapsize={heap}", str(script), *map(str, args)],
+    return subprocess.run([measuring_micropython(), "-X", f"heapsize={heap}", str(script), *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -194,7 +214,7 @@ def _invoke(blob_path, heap: int, budget, source: bool, x=None, progress=None,
         samples = x.shape[1] if x is not None and x.dtype == np.int16 else 0
         (tmp / "job.txt").write_text(f"{count} {-1 if budget is None else budget} {every} {backend or 'auto'} "
                                      f"{samples}")
-        cmd = [str(firmware or micropython()), "-X", f"heapsize={heap}", "-c", f"import {RUNNER_MODULE}"]
+        cmd = [str(firmware or measuring_micropython()), "-X", f"heapsize={heap}", "-c", f"import {RUNNER_MODULE}"]
         # MICROPYPATH="" leaves sys.path as [""] under -c: udx is found in the scratch folder only. Nothing else of
         # the caller's environment: its size moves the process's stack, whose stale words the unix port's
         # conservative GC reads as pointers, and the heap figures then vary by kilobytes from shell to shell
