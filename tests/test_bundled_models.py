@@ -77,19 +77,14 @@ def test_the_models_index_is_rendered_from_the_committed_results():
 def test_the_test_features_are_the_device_front_end_of_the_recordings(model):
     """test.npz's features are the integer front-end of the named test recordings, and the rp2040 blob classifies
     those recordings on the emulated Pico, its own front-end running on the PCM, exactly as the host."""
-    from scipy.io import wavfile
-
     from microdx import audio
 
     s = bundled.spec(model)
     z = np.load(bundled.folder(model) / "test.npz")
     v = next(v for v in s["variants"] if v["board"] == "rp2040" and not v["name"].endswith("tiny"))
     g = blob_reader.read(bundled.blob(model, v["name"])).graph
-    n = audio.clip_samples(g.frontend)
-    pcm = np.zeros((len(z["name"]), n), np.int16)
-    for i, f in enumerate(z["name"]):
-        clip = wavfile.read(fsdd.DEFAULT / "recordings" / str(f))[1]
-        pcm[i, :min(n, len(clip))] = clip[:n]
+    pcm = bundled.test_recordings(model, fsdd.DEFAULT)
+    assert len(pcm) == len(z["name"]) and pcm.shape[1] == audio.clip_samples(g.frontend)
     assert np.array_equal(audio.features(pcm, g.frontend), np.round(z["x"] * 256).astype(np.int64))
     clips = data.Data("recordings", None, None, z["y"], pcm, 8000)
     r = pipeline.evaluate(bundled.blob(model, v["name"]), clips, device=True, board="rp2040")

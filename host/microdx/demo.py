@@ -54,21 +54,13 @@ def run(board: str = "rp2040", out_dir=None, fsdd_path=None, progress=None) -> d
 
 def _from_audio(board: str, folder: Path, out: Path) -> dict:
     """The keyword blob on the FSDD test recordings (takes 0-4): the device computes the features from the PCM."""
-    from scipy.io import wavfile
-
-    from microdx import audio, blob_reader
+    from microdx import blob_reader
 
     v = _variant("kws-digits", board)
     path = bundled.blob("kws-digits", v["name"])
     g = blob_reader.read(path).graph
-    items = [c for c in fsdd.clips(folder) if c[3] < 5]
-    n = audio.clip_samples(g.frontend)
-    pcm = np.zeros((len(items), n), np.int16)
-    for i, (f, *_) in enumerate(items):
-        clip = wavfile.read(f)[1]
-        pcm[i, :min(n, len(clip))] = clip[:n]
-    y = np.array([d for _, d, _, _ in items])
-    clips = data.Data(str(folder), None, None, y, pcm, g.frontend["rate"])
+    y = data.load(bundled.folder("kws-digits") / "test.npz").y
+    clips = data.Data(str(folder), None, None, y, bundled.test_recordings("kws-digits", folder), g.frontend["rate"])
     dev = pipeline.run(path, clips, board=board)
     host = reference.run(g, pipeline.model_input(g, clips))
     pred = np.array(dev["predictions"])
