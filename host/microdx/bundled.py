@@ -54,8 +54,11 @@ def build(name: str, fsdd_path=None, progress=print) -> None:
 
     s, d = spec(name), folder(name)
     calib = data.load(d / s.get("calib", "calib.npz"))
+    train = None
     for v in s["variants"]:
-        rows = _fsdd_train(s["fsdd_labels"], fsdd_path, labels(name)) if v.get("train") == "fsdd" else calib
+        if v.get("train") == "fsdd" and train is None:
+            train = _fsdd_train(s["fsdd_labels"], fsdd_path, labels(name))
+        rows = train if v.get("train") == "fsdd" else calib
         r = pipeline.convert(d / v["source"], blob(name, v["name"]), calib=rows, recipe=v.get("recipe") or None,
                              frontend=s.get("frontend"), labels=labels(name))
         progress(f"{name}/{v['name']}.dxb: {r['blob_bytes']:,} bytes")
@@ -86,7 +89,7 @@ def measure(name: str, qemu_targets=("qemu-m3", "qemu-m0", "qemu-m33"), fsdd=Non
     test = data.load(d / s.get("test", "test.npz"))
     pcm = test_recordings(name, fsdd) if s.get("frontend") and fsdd is not None else None
     out = {"model": name, "test_rows": int(len(test.rows)), "variants": {}}
-    graphs = {}
+    graphs, inputs = {}, {}
     for v in s["variants"]:
         path = blob(name, v["name"])
         g = blob_reader.read(path).graph
@@ -100,8 +103,9 @@ def measure(name: str, qemu_targets=("qemu-m3", "qemu-m0", "qemu-m33"), fsdd=Non
                "peak_heap_bytes": r["peak_heap_bytes"], "runtime_heap_bytes": r["runtime_heap_bytes"],
                "budget_bytes": r["budget_bytes"],
                "flash": fit.flash(path.stat().st_size, v["board"], fit.graph_kernels(g))}
+        inputs[v["name"]] = pipeline.model_input(g, test)
         if v.get("small_heap"):
-            row["small_heap"] = small_heap(path, pipeline.model_input(g, test), v)
+            row["small_heap"] = small_heap(path, inputs[v["name"]], v)
             if pcm is not None:   # the whole audio application: front-end, model and their buffers
                 row["small_heap"]["with_frontend"] = frontend_heap(path, pcm[:20], v)
         out["variants"][v["name"]] = row
@@ -110,7 +114,7 @@ def measure(name: str, qemu_targets=("qemu-m3", "qemu-m0", "qemu-m33"), fsdd=Non
     measured = [t for t in qemu_targets if qemu.available(t)]
     for t in measured:
         per = bench_kernels.run_target(t, {k: (g, k) for k, g in graphs.items()},
-                                       {k: pipeline.model_input(g, test)[0] for k, g in graphs.items()},
+                                       {k: x[0] for k, x in inputs.items()},
                                        backends=("asm", "viper"), budget=None)
         for k, row in per.items():
             out["variants"][k][t] = row
@@ -140,34 +144,37 @@ def test_recordings(name: str, fsdd) -> np.ndarray:
     return pcm
 
 
+def _on_target(path, x, v: dict, heap: int | None) -> dict:
+    """The blob on the variant's small-heap target (udx from ROMFS when "rom") for inputs `x`: int8 rows, or int16
+    clips through its front-end; the heap in use at the end and the rows whose outputs differ from the host's."""
+    from microdx import blob_reader, data, pipeline, qemu, reference
+
+    h = v["small_heap"]
+    r = qemu.run(path, x, target=h["target"], budget=v.get("budget"), heap=heap, rom=h.get("rom", False))
+    g = blob_reader.read(path).graph
+    want = reference.run(g, pipeline.model_input(g, data.Data("clips", None, None, None, x))
+                         if x.dtype == np.int16 else x)
+    return {"heap_used_bytes": r["heap_used_bytes"], "mismatches": int(np.sum(np.any(r["outputs"] != want, axis=1)))}
+
+
 def small_heap(path, x, v: dict) -> dict:
     """A `tiny` variant on a 32-bit MCU with a small heap (variant "small_heap": target, heap bytes, rom): every row
     of `x` (the model's int8 inputs) on the QEMU target with the rest of its heap taken by a ballast, udx imported
     from the memory-mapped ROMFS when "rom" (its .mpy code then executes in place, as on boards with a ROMFS
     partition). Outputs are compared with the host reference: mismatches must be 0."""
-    from microdx import blob_reader, qemu, reference
+    from microdx import qemu
 
     h = v["small_heap"]
     if not qemu.available(h["target"]):
         return {**h, "skipped": f"{h['target']} not available"}
-    r = qemu.run(path, x, target=h["target"], budget=v.get("budget"), heap=h["heap"], rom=h.get("rom", False))
-    want = reference.run(blob_reader.read(path).graph, x)
-    return {**h, "rows": int(len(x)), "mismatches": int(np.sum(np.any(r["outputs"] != want, axis=1))),
-            "heap_used_bytes": r["heap_used_bytes"], "budget_bytes": v.get("budget")}
+    return {**h, "rows": int(len(x)), **_on_target(path, x, v, h["heap"]), "budget_bytes": v.get("budget")}
 
 
 def frontend_heap(path, pcm, v: dict) -> dict:
     """Heap the blob needs with its front-end streaming audio on the small-heap target (udx from ROMFS as in
     small_heap, no ballast): the heap in use after the clips (interpreter, udx, model, front-end tables and buffers,
     one 256-sample chunk), and whether the outputs equal the host's."""
-    from microdx import blob_reader, data, pipeline, qemu, reference
-
-    h = v["small_heap"]
-    r = qemu.run(path, pcm, target=h["target"], budget=v.get("budget"), rom=h.get("rom", False))
-    g = blob_reader.read(path).graph
-    want = reference.run(g, pipeline.model_input(g, data.Data("clips", None, None, None, pcm)))
-    return {"clips": int(len(pcm)), "heap_used_bytes": r["heap_used_bytes"],
-            "mismatches": int(np.sum(np.any(r["outputs"] != want, axis=1)))}
+    return {"clips": int(len(pcm)), **_on_target(path, pcm, v, None)}
 
 
 def _audio(name, s, test, pcm, graphs, progress) -> dict:

@@ -67,13 +67,13 @@ def _put(t, path: str, data: bytes, progress=None) -> None:
            f"\n os.rename({tmp!r}, {path!r})\n os.remove({path + '.old'!r})")
 
 
-def files(blob_path, board: str) -> dict[str, Path]:
+def files(blob_path, board: str, graph=None) -> dict[str, Path]:
     """{path on the board: local file} of udx's .mpy files the blob needs on `board`, compiled for its
-    architecture."""
+    architecture (`graph`: the blob's, when already read)."""
     from microdx import blob_reader
 
     arch = boards.load(board).get("mpy_march")
-    kernels = fit.graph_kernels(blob_reader.read(blob_path).graph)
+    kernels = fit.graph_kernels(graph or blob_reader.read(blob_path).graph)
     local = emulator.compiled_device_dir(arch)
     return {name: local / name for name in fit.runtime_files(kernels, arch)}
 
@@ -85,10 +85,10 @@ def deploy(blob_path, port: str, board: str = "rp2040", name: str | None = None,
     Returns {"copied": [...], "skipped": [...], "model": name, "model_bytes", "sha256"}."""
     from microdx.pipeline import read_blob
 
-    read_blob(blob_path)   # a corrupt or foreign file is refused before anything reaches the board
+    graph = read_blob(blob_path).graph   # a corrupt or foreign file is refused before anything reaches the board
     data = Path(blob_path).read_bytes()
     name = name or Path(blob_path).name
-    runtime = files(blob_path, board)
+    runtime = files(blob_path, board, graph)
     if main:
         runtime["main.py"] = paths.repo_dir("boards") / "examples" / "main.py"
     t = _transport(port)
