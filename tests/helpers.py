@@ -97,13 +97,61 @@ def run_on_target(target: str, tmp_path, script: str, files: dict, timeout: floa
     return proc.stdout
 
 
+# A ROMFS partition for the unix port, which has vfs.VfsRom but not vfs.rom_ioctl: the ioctl as MicroPython's
+# extmod/vfs_rom_ioctl.c defines it (1: partitions; 2, id: the partition's memory; 3, id, nbytes: erase, returns the
+# smallest write; 4, id, offset, buf: write; 5, id: writing done; 6, id: erase block size), over a bytearray, put in
+# sys.modules["vfs"] (the built-in module cannot take new attributes) so that `import vfs` there finds it.
+# mpremote's romfs query/deploy then work unchanged. Writes outside the partition raise, as on a board.
+ROMFS_BOARD = """
+import sys
+import vfs as _vfs
+
+
+class _Vfs:
+    VfsRom = _vfs.VfsRom
+    mount = _vfs.mount
+    umount = _vfs.umount
+    part = bytearray(b"\\xff" * %d)
+
+    @staticmethod
+    def rom_ioctl(op, *args):
+        p = _Vfs.part
+        if op == 1:
+            return 1
+        if args and args[0] != 0:
+            return -19   # ENODEV: one partition
+        if op == 2:
+            return memoryview(p)
+        if op == 3:
+            start, n = (0, args[1]) if len(args) == 2 else (args[1], args[2])
+            if start + n > len(p):
+                return -22
+            p[start:start + n] = b"\\xff" * n
+            return 4
+        if op == 4:
+            off, buf = args[1], args[2]
+            if off + len(buf) > len(p):
+                return -22
+            p[off:off + len(buf)] = buf
+            return 0
+        if op in (5, 6):
+            return 0
+        return -22
+
+
+sys.modules["vfs"] = _Vfs
+"""
+
+
 class PtyBoard:
     """The MicroPython unix port behind a pseudo-terminal, as a USB board looks to mpremote: `port` is a /dev/pts
     path; the board's filesystem is `folder` (the interpreter's working directory). Bytes are relayed between two
     pty pairs (what socat does), one the interpreter's terminal, the other mpremote's. A soft reset would end the
     unix port, so tools connect with `resume` (mpremote's raw REPL without a reset)."""
 
-    def __init__(self, folder, heap: int = 1 << 20):
+    def __init__(self, folder, heap: int = 1 << 20, romfs_bytes: int = 0):
+        """romfs_bytes: give the board a ROMFS partition of that size (ROMFS_BOARD), as MicroPython >= 1.25 has on
+        some ports; the unix port has vfs.VfsRom but no partition."""
         import os
         import pty
         import subprocess
@@ -117,7 +165,11 @@ class PtyBoard:
             tty.setraw(fd)
         self.port = os.ttyname(host_end)
         self._keep = host_end   # open, so the host side's pty stays alive between mpremote connections
-        self.proc = subprocess.Popen([emulator.micropython(), "-X", f"heapsize={heap}"], stdin=board_end,
+        args = []
+        if romfs_bytes:   # run before the REPL starts (-i): the partition lives on in the session's sys.modules
+            (folder / "romfs_board.py").write_text(ROMFS_BOARD % romfs_bytes)
+            args = ["-i", "romfs_board.py"]
+        self.proc = subprocess.Popen([emulator.micropython(), "-X", f"heapsize={heap}", *args], stdin=board_end,
                                      stdout=board_end, stderr=board_end, cwd=folder, start_new_session=True,
                                      env={"MICROPYPATH": ".frozen:."})
         os.close(board_end)

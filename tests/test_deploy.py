@@ -81,7 +81,7 @@ def test_an_interrupted_copy_leaves_the_old_model_loadable(board):
 def test_deploy_with_main_copies_the_board_example(board):
     r = deploy.deploy(bundled.blob("speaker-jvowels", "tiny"), board.port, board="unix", name="model.dxb", main=True)
     assert "main.py" in r["copied"]
-    assert (board.folder / "main.py").read_bytes() == (deploy.paths.repo_dir("boards") / "examples" /
+    assert (board.folder / "main.py").read_bytes() == (deploy.paths.repo_dir("boards") / "unix" /
                                                       "main.py").read_bytes()
 
 
@@ -116,3 +116,47 @@ def test_the_model_check_refuses_a_copy_the_board_holds_differently(board, monke
         deploy.deploy(bundled.blob("speaker-jvowels", "tiny"), board.port, board="unix", name="model.dxb")
     assert (board.folder / "model.dxb").read_bytes() == old.read_bytes()
     assert not (board.folder / "model.dxb.new").exists()
+
+
+ROM_RUN = """
+import array, binascii, sys
+sys.path.insert(0, "/rom/lib")
+import udx
+m = udx.Model("/rom/model.dxb")
+x = array.array("b", bytes(%r))
+print("out", m.in_place, m.flash_bytes_per_inference, binascii.hexlify(bytes(m.predict(x))).decode())
+"""
+
+
+def test_deploy_romfs_writes_an_image_the_board_runs_in_place(tmp_path, capsys):
+    """Through the real `mpremote romfs deploy`, to the unix port given a ROMFS partition (helpers.ROMFS_BOARD: the
+    unix port has vfs.VfsRom but no partition, and no firmware here has both): the image holds udx under lib/ and
+    the model, every file checks on the board, and the model runs from /rom with its weights in place."""
+    (tmp_path / "board").mkdir()
+    blob = bundled.blob("speaker-jvowels", "rp2040")
+    g = blob_reader.read(blob).graph
+    with PtyBoard(tmp_path / "board", romfs_bytes=256 * 1024) as b:
+        assert main(["deploy", str(blob), "--port", b.port, "--board", "unix", "--name", "model.dxb", "--romfs",
+                     "--json"]) == 0
+        r = json.loads(capsys.readouterr().out)
+        assert r["model"] == "/rom/model.dxb" and "/rom/lib/udx/dense.mpy" in r["copied"]
+        assert r["image_bytes"] > r["model_bytes"] and r["partition_bytes"] == 256 * 1024
+        assert sorted(p.name for p in (tmp_path / "board").iterdir()) == ["romfs_board.py"]   # nothing on the fs
+        out = _on_board(b.port, ROM_RUN % g.input_size).split("out ")[1].split()
+        assert out[:2] == ["3", "0"]   # every layer in place: nothing copied from flash per inference
+        got = np.frombuffer(bytes.fromhex(out[2]), np.int8)
+        assert np.array_equal(got, reference.run(g, np.zeros((1, g.input_size), np.int8))[0])
+
+
+def test_deploy_romfs_refuses_boards_without_room_with_the_reason(tmp_path, capsys):
+    blob = bundled.blob("speaker-jvowels", "rp2040")
+    (tmp_path / "plain").mkdir()
+    with PtyBoard(tmp_path / "plain") as b:
+        assert main(["deploy", str(blob), "--port", b.port, "--board", "unix", "--romfs"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("microdx: DeployError: the firmware on ") and "has no ROMFS" in err, err
+    (tmp_path / "small").mkdir()
+    with PtyBoard(tmp_path / "small", romfs_bytes=8 * 1024) as b:
+        assert main(["deploy", str(blob), "--port", b.port, "--board", "unix", "--romfs"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("microdx: BudgetError: the ROMFS image (") and "short by" in err, err

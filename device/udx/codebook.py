@@ -4,7 +4,7 @@
 # Pure Python; the host reference (microdx.ops.codebook.forward_i8) gives the same integers.
 from udx import backends
 from udx.blob import int_field, read_exact
-from udx.dense import _dims, _act, _tensor, read_tile, requant_row, tile_views
+from udx.dense import _dims, _act, _tensor, read_tile, requant_row, tile_bytes, tile_views
 
 try:   # the native twin of codebook_tile (udx/backends.py)
     from udx import codebook_viper
@@ -39,11 +39,10 @@ class CodebookI8:
         return self.k + (self.stride + 8) * self.m
 
     def scratch_bytes(self):
-        row = self.stride + 8
-        return self.k + row, self.k + row * self.m
+        return self.k + tile_bytes(self.stride, 1, 8), self.k + tile_bytes(self.stride, self.m, 8)
 
     def bind(self, scratch_len):
-        self.rows = min(self.m, (scratch_len - self.k) // (self.stride + 8))
+        self.rows = tile_bytes(self.stride, self.m, 8, scratch_len - self.k)
 
     def views(self, scratch):
         """The views of `scratch` for the codebook and for every tile (after it), made once: predict() allocates
@@ -89,7 +88,7 @@ def codebook_tile(scratch, x, y, n, r, row, xs, zero, lo, bits):
     k0 = 1 << bits
     mask = k0 - 1
     st = (n * bits + 7) // 8 + 1
-    wn = k0 + r * st
+    wn = k0 + ((r * st + 3) & ~3)
     for j in range(r):
         acc = 0
         base = k0 + j * st

@@ -13,7 +13,7 @@ def codebook_tile(scratch, x, y, n: int, r: int, row: int, xs: int, zero: int, l
     k0 = 1 << bits
     mask = k0 - 1
     st = (n * bits + 7) // 8 + 1
-    kb = k0 + r * st
+    kb = k0 + ((r * st + 3) & ~3)   # udx.dense.tile_bytes
     base = k0
     j = 0
     while j < r:

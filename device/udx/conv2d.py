@@ -7,7 +7,7 @@ from micropython import const
 
 from udx import backends
 from udx.blob import MAX_DIM, field, int_field, read_exact
-from udx.dense import _tensor, q_shape, read_tile, requant_fields, requant_row, tile_views, _act
+from udx.dense import _tensor, q_shape, read_tile, requant_fields, requant_row, tile_bytes, tile_views, _act
 from udx.errors import FormatError
 
 try:   # the native twin of conv_tile (udx/backends.py)
@@ -106,13 +106,13 @@ class Conv2dI8:
 
     def scratch_bytes(self):
         """(one output channel, whole layer) of scratch in bytes, as microdx.ops.conv2d.scratch_bytes."""
-        return self.row, self.row * self.m
+        return tile_bytes(self.k, 1, self.row - self.k), tile_bytes(self.k, self.m, self.row - self.k)
 
     def payload_bytes(self):
         return (self.row - 4 if self.rq else self.row) * self.m   # rq: the accumulator's 4 bytes are scratch only
 
     def bind(self, scratch_len):
-        self.rows = min(self.m, scratch_len // self.row)
+        self.rows = tile_bytes(self.k, self.m, self.row - self.k, scratch_len)
 
     def views(self, scratch):
         """The tile views of `scratch`, made once (predict() allocates nothing): a channel is k one-byte weights."""
@@ -157,7 +157,7 @@ def conv_tile(scratch, x, y, geo, o, r, z, zero, lo, m):
     wc = w * c
     step = kwc - wc          # (weight index - input index) change from one kernel row to the next
     cells = kh * kw
-    wn = r * k
+    wn = (r * k + 3) & ~3
     p = o                  # y index of (pixel, channel o): pixels are m apart
     for oy in range(ho):
         iy = oy * sh - pt  # input row under kernel row 0
@@ -201,6 +201,12 @@ class Conv2dF32(Conv2dI8):
     Floats are single precision on MCUs, double on the unix port: results match the host to a tolerance."""
 
     views = None   # the float tiles slice their float scratch per tile
+
+    def scratch_bytes(self):   # float tiles: 4-byte weights, so no padding before the biases
+        return self.row, self.row * self.m
+
+    def bind(self, scratch_len):
+        self.rows = min(self.m, scratch_len // self.row)
 
     def __init__(self, entry, what):
         _geometry(self, entry, what)

@@ -21,8 +21,8 @@ def conv_tile(scratch, x, y, geo, o, r, z, zero, lo, m):
     kwc = kw * c
     wc = w * c
     cells = kh * kw
-    wn = r * k
-    wt = np.frombuffer(scratch, dtype=np.uint8, count=wn).reshape((r, k))
+    wn = (r * k + 3) & ~3   # the biases: udx.dense.tile_bytes
+    wt = np.frombuffer(scratch, dtype=np.uint8, count=r * k).reshape((r, k))
     xv = np.frombuffer(x, dtype=np.int8, count=h * wc)
     ones = np.ones(kwc)   # its dot with a run of inputs is their exact sum (ulab's int8 sum would wrap)
     p = o

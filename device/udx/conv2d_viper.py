@@ -32,7 +32,7 @@ def conv_tile(scratch, x, y, geo, o: int, r: int, z: int, zero: int, lo: int, m:
     wc = w * c
     step = kwc - wc
     cells = kh * kw
-    wn = r * k
+    wn = (r * k + 3) & ~3   # the biases: udx.dense.tile_bytes
     p = o
     oy = 0
     while oy < ho:

@@ -99,8 +99,8 @@ class DenseI8:
     Integer contract (checked by the host reference): every intermediate stays inside int32.
     """
 
-    buf = None       # its own buffer when the model keeps it resident (the layer cache), read by the first predict
-    loaded = False
+    buf = None       # its own buffer when the model keeps it resident (the layer cache), read by the first predict,
+    loaded = False   # or a view of a memory-mapped blob (udx.inplace)
     hi = 127         # clamp top, requantization and q bytes per output unless requant_fields sets them
     rq = 0
     qb = 4
@@ -118,10 +118,10 @@ class DenseI8:
         self.q = _tensor(tensors, "q", "u32", q_shape(self), what)
 
     def scratch_bytes(self):
-        """(smallest, whole-layer) scratch in bytes: one output row needs n weights + bias + multiplier (with rq, also
-        TFLite's shift and the row's int32 accumulator, which the native twins requantize a tile at a time)."""
-        row = self.n + 2 * self.qb
-        return row, row * self.m
+        """(smallest, whole-layer) scratch in bytes: one output row needs n weights (padded to 4) + bias + multiplier
+        (with rq, also TFLite's shift and the row's int32 accumulator, which the native twins requantize a tile at a
+        time)."""
+        return tile_bytes(self.n, 1, 2 * self.qb), tile_bytes(self.n, self.m, 2 * self.qb)
 
     def payload_bytes(self):
         """Bytes of tensors this layer's record must hold (checked before any buffer is sized from n, m)."""
@@ -129,7 +129,7 @@ class DenseI8:
 
     def bind(self, scratch_len):
         """Fix the tile height (output rows per read) for a scratch of `scratch_len` bytes."""
-        self.rows = min(self.m, scratch_len // (self.n + 2 * self.qb))
+        self.rows = tile_bytes(self.n, self.m, 2 * self.qb, scratch_len)
 
     def views(self, scratch):
         """Make the views of `scratch` every tile reads into, once: predict() then allocates nothing."""
@@ -174,13 +174,27 @@ class DenseI8:
         self.loaded = self.buf is not None
 
 
+def tile_bytes(n, r, d, size=0):
+    """Bytes of a tile of r rows of n weight bytes, then d bytes per row (bias, multiplier...); or, given `size`
+    (bytes of scratch, at least one row's tile), the most rows, at most r, whose tile fits it. Every tile pads its
+    weights to a multiple of 4, (r*n + 3) & ~3, where its biases start: the blob aligns every tensor to 4 bytes
+    too, so that a whole layer's tensors lie in the file as in its tile (udx.inplace). One function, its
+    parameters named as udx already names things: each new name at import is interned, and one too many starts a
+    fresh string pool (3.9 KB on the unix port, measured)."""
+    if size:
+        k = size // (n + d)
+        r = k if k < r else r
+        return r - 1 if ((r * n + 3) & ~3) + d * r > size else r
+    return ((r * n + 3) & ~3) + d * r
+
+
 def tile_views(scratch, n, r, at=0, qb=4):
     """(weights, biases, multipliers) views of `scratch` for a tile of r rows of n weight bytes each, laid out as
-    every int8 tile is from byte `at` on: r*n weight bytes, then r i32 biases, then r multipliers of qb bytes (then,
-    with TFLite's 8-byte multipliers, room for r int32 accumulators)."""
+    every int8 tile is from byte `at` (a multiple of 4) on: r*n weight bytes padded to 4, then r i32 biases, then r
+    multipliers of qb bytes (then, with TFLite's 8-byte multipliers, room for r int32 accumulators)."""
     mv = memoryview(scratch)
-    wn = at + r * n
-    return mv[at:wn], mv[wn:wn + 4 * r], mv[wn + 4 * r:wn + (4 + qb) * r]
+    wn = at + ((r * n + 3) & ~3)
+    return mv[at:at + r * n], mv[wn:wn + 4 * r], mv[wn + 4 * r:wn + (4 + qb) * r]
 
 
 def read_tile(f, views, w, b, q):
@@ -195,9 +209,9 @@ def read_tile(f, views, w, b, q):
 
 def dense_tile(scratch, x, y, n, r, row, xs, zero, lo, hi, rq):
     """The reference int8 tile: rows row .. row+r-1 of y from the r rows of offset-binary weights at scratch[0:r*n],
-    their biases at scratch[r*n:] and multipliers after them; xs = 128 * sum(x); clamp [lo, hi]; rq: requant_row's.
-    Fast kernels (udx/dense_viper.py) compute exactly these integers."""
-    wn = r * n
+    their biases from r*n rounded up to 4 (tile_bytes) and multipliers after them; xs = 128 * sum(x); clamp [lo,
+    hi]; rq: requant_row's. Fast kernels (udx/dense_viper.py) compute exactly these integers."""
+    wn = (r * n + 3) & ~3
     qb = 8 if rq else 4
     for j in range(r):
         acc = 0

@@ -5,7 +5,7 @@ from struct import unpack_from
 
 from udx import backends
 from udx.blob import int_field, read_exact
-from udx.dense import _dims, _act, _tensor, read_tile, requant_row, tile_views
+from udx.dense import _dims, _act, _tensor, read_tile, requant_row, tile_bytes, tile_views
 
 try:   # the native twin of dense16_tile (udx/backends.py)
     from udx import dense16_viper
@@ -35,14 +35,13 @@ class Dense16I8:
         self.q = _tensor(tensors, "q", "u32", [self.m], what)
 
     def scratch_bytes(self):
-        row = 2 * self.n + 8
-        return row, row * self.m
+        return tile_bytes(2 * self.n, 1, 8), tile_bytes(2 * self.n, self.m, 8)
 
     def payload_bytes(self):
         return (2 * self.n + 8) * self.m
 
     def bind(self, scratch_len):
-        self.rows = min(self.m, scratch_len // (2 * self.n + 8))
+        self.rows = tile_bytes(2 * self.n, self.m, 8, scratch_len)
 
     def views(self, scratch):
         """The tile views of `scratch`, made once (predict() allocates nothing): a row is 2n weight bytes."""
@@ -74,7 +73,7 @@ class Dense16I8:
 def dense16_tile(scratch, x, y, n, r, row, zero, lo):
     """The reference int16-weight tile: rows row .. row+r-1 of y from r rows of 2n bytes of signed LE weights at
     scratch[0:2rn], their biases and multipliers after them (udx/dense16_viper.py: the same integers)."""
-    wn = 2 * r * n
+    wn = (2 * r * n + 3) & ~3
     for j in range(r):
         acc = 0
         k = 2 * j * n

@@ -10,7 +10,7 @@ def dense16_tile(scratch, x, y, n: int, r: int, row: int, zero: int, lo: int):
     yp = ptr8(y)
     x0 = int(ptr8(x))
     n4 = n & ~3
-    kb = 2 * r * n
+    kb = (2 * r * n + 3) & ~3   # udx.dense.tile_bytes
     w = int(s)
     j = 0
     while j < r:

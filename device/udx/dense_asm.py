@@ -48,7 +48,7 @@ def dense_tile(scratch, x, y, n: int, r: int, row: int, xs: int, zero: int, lo: 
     yp = ptr8(y)
     x0 = int(ptr8(x))
     n4 = n & ~3
-    kb = r * n
+    kb = (r * n + 3) & ~3   # the biases: udx.dense.tile_bytes
     w = int(s)
     j = 0
     while j < r:

@@ -12,7 +12,7 @@ def dense_tile(scratch, x, y, n: int, r: int, row: int, xs: int, zero: int, lo: 
     yp = ptr8(y)
     x0 = int(ptr8(x))
     n8 = n & ~7
-    kb = r * n              # this row's bias, then (4 r bytes on) its multiplier and shift
+    kb = (r * n + 3) & ~3   # this row's bias (udx.dense.tile_bytes), then (4 r bytes on) its multiplier and shift
     w = int(s)              # address of this row's first weight
     j = 0
     while j < r:
@@ -59,4 +59,5 @@ def dense_tile(scratch, x, y, n: int, r: int, row: int, xs: int, zero: int, lo: 
         j += 1
     if rq:   # only models imported from .tflite load it: its code costs heap
         from udx.tflq_viper import requant_run
-        requant_run(scratch, r * n + 12 * r, r * n + 4 * r, r, y, row, zero, lo, hi, rq)
+        kb = (r * n + 3) & ~3
+        requant_run(scratch, kb + 12 * r, kb + 4 * r, r, y, row, zero, lo, hi, rq)

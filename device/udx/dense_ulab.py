@@ -12,9 +12,9 @@ CHUNK = 514 if float(16777217) == 16777216.0 else 1 << 30
 
 def dense_tile(scratch, x, y, n, r, row, xs, zero, lo, hi, rq):
     from udx.dense import requant_row   # here, not at import: udx.dense imports this module
-    wn = r * n
+    wn = (r * n + 3) & ~3   # the biases: udx.dense.tile_bytes
     qb = 8 if rq else 4
-    w = np.frombuffer(scratch, dtype=np.uint8, count=wn).reshape((r, n))
+    w = np.frombuffer(scratch, dtype=np.uint8, count=r * n).reshape((r, n))
     xv = np.frombuffer(x, dtype=np.int8, count=n)
     if n <= CHUNK:
         acc = np.dot(w, xv)

@@ -11,7 +11,7 @@ def dense_tile(scratch, x, y, n: int, r: int, row: int, xs: int, zero: int, lo: 
     yp = ptr8(y)
     x0 = int(ptr8(x))
     n8 = n & ~7
-    kb = r * n              # this row's bias, then (4 r bytes on) its multiplier and shift
+    kb = (r * n + 3) & ~3   # this row's bias (udx.dense.tile_bytes), then (4 r bytes on) its multiplier and shift
     w = int(s)              # address of this row's first weight
     j = 0
     while j < r:

@@ -4,7 +4,7 @@
 # dw_tile is the reference (the host's microdx.ops.dwconv2d.forward_i8 gives the same integers); its native twin
 # is udx/dwconv2d_viper.py.
 from udx import backends
-from udx.conv2d import Conv2dI8, _geometry
+from udx.conv2d import Conv2dF32, Conv2dI8, _geometry
 from udx.dense import _act, _tensor, q_shape, requant_fields, requant_row
 from udx.blob import int_field, read_exact
 from udx.errors import FormatError
@@ -53,7 +53,7 @@ def dw_tile(scratch, x, y, geo, o, r, z, zero, lo, m):
     channel count, geo's C) only keeps conv_tile's signature."""
     h, w, c, ho, wo, kh, kw, sh, sw, pt, pl, hi, rq = geo
     k = kh * kw
-    wn = r * k
+    wn = (r * k + 3) & ~3   # the biases: udx.dense.tile_bytes
     qb = 8 if rq else 4
     for oy in range(ho):
         iy = oy * sh - pt
@@ -91,6 +91,8 @@ class Dwconv2dF32(Dwconv2dI8):
     """float32 depthwise conv: padded cells are 0.0; ReLU optional. Shares Dwconv2dI8's planning."""
 
     views = None
+    scratch_bytes = Conv2dF32.scratch_bytes
+    bind = Conv2dF32.bind
 
     def __init__(self, entry, what):
         _dw_geometry(self, entry, what)

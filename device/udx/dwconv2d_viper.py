@@ -25,7 +25,7 @@ def dw_tile(scratch, x, y, geo, o: int, r: int, z: int, zero: int, lo: int, m: i
     if rq:   # only models imported from .tflite load it: its code costs heap
         from udx.tflq_viper import requant_run as run
     k = kh * kw
-    wn = r * k
+    wn = (r * k + 3) & ~3   # the biases: udx.dense.tile_bytes
     oy = 0
     while oy < ho:
         iy = oy * sh - pt

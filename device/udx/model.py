@@ -21,6 +21,10 @@ class Model:
     Model(path, budget=None, verify=True): `budget` is the RAM in bytes the runtime may hold for activations and
     weight scratch (the interpreter, udx's code and the parsed header come on top, see docs). With no
     budget, the scratch is the whole largest layer or udx.plan.DEFAULT_SCRATCH bytes, whichever is smaller.
+    A blob in a memory-mapped ROMFS image (a file under /rom on firmwares with a ROMFS partition) is used in place:
+    layers read their weights where they are instead of streaming them through the scratch, which then only holds
+    what they still copy (sparse layers' row pointers, biases and multipliers); in_place counts those layers (None
+    for a blob that is streamed).
     `verify`: check every payload's CRC32 (and sparse index bounds) at open, reading the whole file once;
     False skips that for a blob on storage you trust (a ROMFS image you built, a copy checked at deploy):
     the header and record metas are still checked, payloads are not.
@@ -63,7 +67,9 @@ class Model:
             if hasattr(layer, "skip_buf"):
                 layer.skip_buf = self._skip
             buf = self._resident.get(i)
-            if buf is not None:   # kept in RAM: the whole layer in one tile of its own buffer, read once
+            if getattr(layer, "buf", None) is not None:   # in place (udx.inplace): nothing to bind or read
+                pass
+            elif buf is not None:   # kept in RAM: the whole layer in one tile of its own buffer, read once
                 layer.bind(len(buf))
                 layer.views(buf)
                 layer.buf = buf
@@ -75,9 +81,11 @@ class Model:
         f = self._f
         # payloads stream through the scratch (nothing reads it before predict), in few large reads: open then
         # allocates per tensor, not per chunk; a float model's scratch is an array of floats, so it gets a chunk
-        check = self._scratch if self.dtype == "i8" else bytearray(blob.CHUNK)
+        check = self._scratch if self.dtype == "i8" and len(self._scratch) >= blob.CHUNK else bytearray(blob.CHUNK)
         for i, e in enumerate(entries):
             what = "layer %d" % i
+            if self.in_place is not None and not verify:   # read_table attached them; nothing else to check
+                continue
             tensors = blob.read_record(f, size, e, what)
             layer = self.layers[i]
             layer.attach(tensors, what)

@@ -57,7 +57,13 @@ def read_table(m, f, size):
     """Read and check the header of the blob open as `f` (`size` bytes); set model `m`'s facts (name, labels, dtype,
     input_q / output_q, n_in, n_out) and m.layers (the kernels, unbound). Returns (layer entries, the largest
     activation in elements, the smallest and the whole-layer scratch in bytes, each layer's bytes if the layer
-    cache could keep it, else 0)."""
+    cache could keep it, else 0). A blob memory-mapped (a file in a ROMFS image: memoryview() takes it) has each
+    layer's record read too (int8 models), and the layers that can use their weights in place (udx.inplace)
+    count only the scratch they still need; m.in_place counts them (None: the blob is streamed)."""
+    try:
+        rom = memoryview(f)
+    except TypeError:   # a stream
+        rom = None
     h = blob.read_header(f, size)
     m.name = h.get("model", "")
     m.labels = h.get("labels") or []
@@ -75,6 +81,7 @@ def read_table(m, f, size):
     if not entries:
         raise FormatError("header: model has no layers")
     m.layers = []
+    m.in_place = None if rom is None or m.dtype != "i8" else 0
     whole = []
     prev, n_prev, act_max = in_shape, m.n_in, m.n_in
     smin = sfull = 0
@@ -120,8 +127,12 @@ def read_table(m, f, size):
             raise FormatError("%s: %r -> %r needs %d bytes of tensors but its record has %d"
                               % (what, s_in, s_out, layer.payload_bytes(), rlen))
         lo, hi = layer.scratch_bytes()
+        if m.in_place is not None:   # memory-mapped: only such blobs load the module (it counts m.in_place)
+            from udx import inplace
+
+            lo, hi = inplace.attach(m, layer, rom, blob.read_record(f, size, e, what), what, lo, hi)
         smin, sfull = max(smin, lo), max(sfull, hi)
-        whole.append(hi if getattr(layer, "views", None) and m.dtype == "i8" else 0)
+        whole.append(hi if getattr(layer, "views", None) and m.dtype == "i8" else 0)   # in place: hi is 0
         m.layers.append(layer)
     if prev != out_shape:
         raise FormatError("output shape %r does not match the last layer's %r" % (out_shape, prev))

@@ -12,13 +12,12 @@ import micropython
 
 @micropython.asm_thumb
 def rows_u8(r0, r1, r2, r3):
-    # r0: row-pointer slots (int32 absolute end addresses of each row's values in slots 1..r), r1: int8 inputs,
-    # r2: first value (u8 offset-binary; it follows slot r, so the last slot is at r2 - 4), r3: first index (u8)
+    # r0: row-pointer slots (slot 0: the address of slot r; slots 1..r: int32 absolute end addresses of each row's
+    # values), r1: int8 inputs, r2: first value (u8 offset-binary), r3: first index (u8)
     mov(r5, r8)            # r8 is callee-saved: keep the caller's value
     push({r5})
-    mov(r5, r2)
-    sub(r5, 4)
-    mov(r8, r5)            # the last slot: the loop ends when r0 reaches it
+    ldr(r5, [r0, 0])
+    mov(r8, r5)            # the last slot's address, which the caller left in slot 0: the loop ends there
     label(ROW)
     ldr(r7, [r0, 4])       # this row's end
     mov(r4, 0)
@@ -80,8 +79,7 @@ def rows_u16(r0, r1, r2, r3):
     # as rows_u8, with 2-byte little-endian indices at r3, an even address (udx.sparse.index_offset)
     mov(r5, r8)
     push({r5})
-    mov(r5, r2)
-    sub(r5, 4)
+    ldr(r5, [r0, 0])
     mov(r8, r5)
     label(ROW)
     ldr(r7, [r0, 4])
@@ -140,12 +138,14 @@ def rows_u16(r0, r1, r2, r3):
 
 
 @micropython.viper
-def sparse_tile(scratch, x, y, r: int, row: int, p0: int, nv: int, isz: int, zero: int, lo: int) -> int:
+def sparse_tile(scratch, x, y, r: int, row: int, p0: int, nv: int, isz: int, zero: int, lo: int, vals, vo: int,
+                io: int, bo: int) -> int:
     # Checks every row pointer first (returns the first bad one, as the reference does, before any row is computed),
     # turning each into the absolute end address rows_u8/rows_u16 walk to; then one asm call; then requantization.
     s = ptr8(scratch)
     sa = int(s)
-    pv = sa + 4 * (r + 1)
+    va = int(ptr8(vals))   # values and indices: the scratch, or the memory-mapped blob (read only)
+    pv = va + vo
     k = 0
     j = 1
     while j <= r:
@@ -157,15 +157,13 @@ def sparse_tile(scratch, x, y, r: int, row: int, p0: int, nv: int, isz: int, zer
         ptr32(sa + a)[0] = pv + e
         j += 1
     xa = int(ptr8(x))
-    io = 4 * (r + 1) + nv   # udx.sparse.index_offset: u16 indices start even
+    ptr32(sa)[0] = sa + 4 * r
     if isz == 1:
-        rows_u8(sa, xa, pv, sa + io)
+        rows_u8(sa, xa, pv, va + io)
     else:
-        io += io & 1
-        rows_u16(sa, xa, pv, sa + io)
+        rows_u16(sa, xa, pv, va + io)
     yp = ptr8(y)
     acc32 = ptr32(sa)
-    bo = io + nv * isz
     j = 0
     while j < r:
         kb = bo + 4 * j   # the requantization of udx.dense.requant_row, inline as in dense_viper.py

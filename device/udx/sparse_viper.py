@@ -1,7 +1,8 @@
 # Viper (native code) CSR int8 tile: the integers of udx.sparse.sparse_tile, its reference. As in dense_viper.py:
 # written for 32-bit machine ints, bytes read unsigned. Measured on qemu-m3 over the 650-1000-1000-6 model, 80% pruned
-# (`microdx bench models`, speakerid-csr): 40.0 instructions per MAC (46.3 on qemu-m0), of which about 17 are outside
-# this module (streaming 3 bytes per weight from /flash); 65.6 with the earlier single-function form.
+# (`microdx bench models`, speakerid-csr): 40.5 instructions per MAC streamed from /flash (47.0 on qemu-m0), of which
+# about 17 are outside this module (copying 3 bytes per weight into RAM); 23.6 (24.5) with values and indices read in
+# place from a memory-mapped ROMFS image (udx.inplace); 65.6 with the earlier single-function form.
 # How (viper's .mpy code keeps only 2 locals in registers, r4 and r5, and evaluates every binary op through r1):
 # - one call per tile to _rows, whose first two parameters (acc, xa) are those 2 register locals; the
 #   value and index pointers live on the stack (one load each per weight);
@@ -20,17 +21,16 @@ import micropython
 
 
 @micropython.viper
-def _rows(acc: int, xa: int, sa: int, p: int, isz: int, n: int):
+def _rows(acc: int, xa: int, sa: int, p: int, isz: int, n: int, ia: int, last: int):
     # Every row of the tile, between two flips of the n input bytes at xa (the loop runs twice: flip, rows, flip).
-    # Slot 0 at sa holds the indices' offset from sa, slots 1..r each row's end as an offset from the first value, p,
-    # which follows slot r; row j's sum replaces slot j. acc and xa come first: the two locals viper keeps in
+    # Slots 1..r at sa (up to `last`, slot r) hold each row's end as an offset from the first value, at address p;
+    # its index is at address ia; row j's sum replaces slot j. acc and xa come first: the two locals viper keeps in
     # registers (in .mpy code), so the value and index pointers p and q live on the stack, one load each per weight.
     x0 = xa
-    d = ptr32(sa)[0] + sa - p - p   # slot 0: the indices' offset in the tile; index of the value at p: at p + p + d
+    d = ia - p - p   # the index of the value at p: at p + p + d (address arithmetic wraps alike in 32 bits)
     if isz == 1:
-        d = ptr32(sa)[0] + sa - p   # 1-byte indices: at p + d
+        d = ia - p   # 1-byte indices: at p + d
     p0 = p
-    last = p - 4
     m = 0x808080
     m |= m << 8                   # 0x80808080, built at run time (a literal that big is not a small int)
     done = 0
@@ -123,12 +123,14 @@ def _rows(acc: int, xa: int, sa: int, p: int, isz: int, n: int):
 
 
 @micropython.viper
-def sparse_tile(scratch, x, y, r: int, row: int, p0: int, nv: int, isz: int, zero: int, lo: int) -> int:
+def sparse_tile(scratch, x, y, r: int, row: int, p0: int, nv: int, isz: int, zero: int, lo: int, vals, vo: int,
+                io: int, bo: int) -> int:
     # Checks every row pointer first, turning each into the row's end offset _rows walks to; then one call for the
-    # rows (x flipped and back); then the requantization.
+    # rows (x flipped and back); then the requantization. Values and indices are in `vals` (the scratch, or the
+    # memory-mapped blob: read only) at byte offsets vo and io; the biases and multipliers in the scratch from bo.
     s = ptr8(scratch)
     sa = int(s)
-    pv = sa + 4 * (r + 1)
+    va = int(ptr8(vals))
     k = 0
     j = 1
     while j <= r:
@@ -141,13 +143,8 @@ def sparse_tile(scratch, x, y, r: int, row: int, p0: int, nv: int, isz: int, zer
         j += 1
     xa = int(ptr8(x))
     n = int(len(x))
-    io = 4 * (r + 1) + nv   # udx.sparse.index_offset: u16 indices start even
-    if isz == 2:
-        io += io & 1
-    ptr32(sa)[0] = io
-    _rows(0, xa, sa, pv, isz, n)
+    _rows(0, xa, sa, va + vo, isz, n, va + io, sa + 4 * r)
     yp = ptr8(y)
-    bo = io + nv * isz
     j = 0
     while j < r:
         kb = bo + 4 * j   # the requantization of udx.dense.requant_row, inline as in dense_viper.py

@@ -2,7 +2,7 @@
 instructions per frame per backend (pure Python; viper, the whole frame native) at 8 kHz (FSDD: 200-sample frames
 every 80, a 256-point FFT, 26 mels) and 16 kHz (400 every 160, 512 points, 40 mels), and, per board, the fraction of
 real time it takes to keep up with a microphone: frames per second x instructions per frame x the board's assumed
-cycles per instruction / its clock (boards/*.json; an estimate, like bench models' latencies). Under 1 keeps up."""
+cycles per instruction / its clock (boards/*/profile.json; an estimate, like bench models' latencies). Under 1 keeps up."""
 from __future__ import annotations
 
 import json
@@ -87,7 +87,7 @@ def run(progress=None) -> dict:
     return {"setups": list(rows.values()), "targets": measured, "realtime_fraction": realtime,
             "note": "instructions exact (QEMU -icount); realtime_fraction = the share of each board's CPU the "
                     "front-end needs to keep up with the microphone (an estimate from assumed cycles per "
-                    "instruction, boards/*.json): under 1 keeps up"}
+                    "instruction, boards/*/profile.json): under 1 keeps up"}
 
 
 def format_report(r: dict) -> str:

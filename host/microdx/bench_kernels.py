@@ -6,7 +6,7 @@ exactly: instructions per MAC for each backend, streaming from /flash and requan
 outputs equal the host reference. On the unix port (this PC: noisy, so only a ratio from one run): the viper/pure
 speed ratio, the peak heap and how many times numpy's host reference (C speed) is faster than viper; on ../shared/targets/micropython-ulab and circuitpython (float32, no native code),
 the ulab backend against the others, as ratios from one run. Latency per board is an estimate: instructions on the board's target x its assumed
-cycles per instruction / its clock (boards/*.json: qemu_target, assumed_cycles_per_instruction, clock_hz).
+cycles per instruction / its clock (boards/*/profile.json: qemu_target, assumed_cycles_per_instruction, clock_hz).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ NAMES = ("dense", "sparse-u8", "sparse-u16", "codebook", "dense16", "conv2d")   
 SCRIPT = """
 import array, binascii, time, udx
 for name, n_in in JOBS:
-    m = udx.Model("/flash/" + name + ".dxb", BUDGET)
+    m = udx.Model(FOLDER + name + ".dxb", BUDGET)
     x = array.array("b", open("/flash/" + name + ".bin", "rb").read())
     for b in BACKENDS:
         udx.use_backend(b)
@@ -74,10 +74,13 @@ def _models() -> dict:
     }
 
 
-def run_target(target: str, models: dict, inputs: dict, backends=ARM_BACKENDS, budget=BUDGET) -> dict:
+def run_target(target: str, models: dict, inputs: dict, backends=ARM_BACKENDS, budget=BUDGET,
+               rom: bool = False) -> dict:
     """{model: {backend: {"instructions_per_mac", "instructions_per_inference", "matches_host"}}} on `target`, for
-    models {name: (int8 graph, description)} and one int8 input row each; one QEMU boot for all."""
-    from microdx import blob_writer, emulator, qemu, reference
+    models {name: (int8 graph, description)} and one int8 input row each; one QEMU boot for all. The blobs are
+    streamed from /flash, or with `rom` opened from /rom, the target's memory-mapped ROMFS, where udx reads their
+    weights in place."""
+    from microdx import blob_writer, emulator, qemu, reference, romfs
 
     with tempfile.TemporaryDirectory(prefix="microdx-bench-") as tmp:
         flash = Path(tmp) / "flash"
@@ -87,8 +90,10 @@ def run_target(target: str, models: dict, inputs: dict, backends=ARM_BACKENDS, b
             blob_writer.write(graph, flash / f"{name}.dxb")
             (flash / f"{name}.bin").write_bytes(inputs[name].tobytes())
             jobs.append((name, graph.input_size))
+        romfs.pad_folder(flash)   # the target packs the folder as /rom too: blobs aligned there for in-place use
         script = Path(tmp) / "script.py"
-        script.write_text(f"JOBS = {jobs!r}\nBACKENDS = {tuple(backends)!r}\nBUDGET = {budget!r}\n" + SCRIPT)
+        script.write_text(f"JOBS = {jobs!r}\nBACKENDS = {tuple(backends)!r}\nBUDGET = {budget!r}\n"
+                          f"FOLDER = {'/rom/' if rom else '/flash/'!r}\n" + SCRIPT)
         proc = subprocess.run([str(qemu.TARGETS / target / "run"), str(flash), str(script)], capture_output=True,
                               text=True, timeout=3600)
     if proc.returncode != 0:
@@ -161,7 +166,7 @@ def run(progress=None) -> dict:
     return {"budget_bytes": BUDGET, "targets": measured, "kernels": list(rows.values()),
             "latency_estimate": latency,
             "note": "instruction counts are exact (QEMU -icount); latencies are estimates from an assumed cycles per "
-                    "instruction (boards/*.json); unix-port times are this PC's and only their ratio means anything"}
+                    "instruction (boards/*/profile.json); unix-port times are this PC's and only their ratio means anything"}
 
 
 def _ulab_targets(blob, x, expected) -> dict:
@@ -188,7 +193,7 @@ def _ulab_targets(blob, x, expected) -> dict:
 def latency_estimates(rows: dict, measured, best: str = "asm") -> dict:
     """Per board of LATENCY_BOARDS whose qemu_target was measured: microseconds per inference with backend `best`
     (what udx picks on an Arm build), estimated as instructions x the board's assumed cycles per instruction / its
-    clock (boards/*.json)."""
+    clock (boards/*/profile.json)."""
     from microdx import boards
 
     latency = {}

@@ -1,6 +1,6 @@
 """`microdx bench models`: whole models as a board runs them, with the asm and viper backends: instructions per inference and
 per MAC on the emulated Cortex-M targets (exact), peak heap on the board profile's heap (unix port), blob bytes, and
-latency estimated per board (instructions x assumed cycles per instruction / clock, boards/*.json).
+latency estimated per board (instructions x assumed cycles per instruction / clock, boards/*/profile.json).
 
 The models have random int8 weights: speed and memory do not depend on the values (the trained, accurate models and
 their cards come with the bundled-models issue). Shapes: the DXTK SpeakerID MLP 650-1000-1000-6, the same pruned 80%
@@ -78,15 +78,20 @@ def run(progress=None) -> dict:
     measured = []
     for target in bench_kernels.TARGETS:
         if qemu.available(target):
-            for name, per in bench_kernels.run_target(target, models, inputs, backends=("asm", "viper"),
-                                                      budget=None).items():
-                rows[name][target] = per
+            for rom in (False, True):
+                for name, per in bench_kernels.run_target(target, models, inputs, backends=("asm", "viper"),
+                                                          budget=None, rom=rom).items():
+                    if rom:
+                        rows[name].setdefault("romfs", {})[target] = per
+                    else:
+                        rows[name][target] = per
             measured.append(target)
     return {"models": list(rows.values()), "targets": measured, "board": BOARD,
             "latency_estimate": bench_kernels.latency_estimates(rows, measured),
             "note": "speakerid and ds-cnn: random int8 weights (speed and memory only); tflite-kws: the importer tests' "
-                    "fixtures; instruction counts exact (QEMU -icount), udx's default budget; latencies are estimates "
-                    "from assumed cycles per instruction (boards/*.json)"}
+                    "fixtures; instruction counts exact (QEMU -icount), udx's default budget, blobs streamed from "
+                    "/flash; romfs: the same blobs opened from the target's memory-mapped /rom, weights read in "
+                    "place; latencies are estimates from assumed cycles per instruction (boards/*/profile.json), streamed"}
 
 
 def format_report(r: dict) -> str:
@@ -100,6 +105,15 @@ def format_report(r: dict) -> str:
                  + ("" if m[t][b]["matches_host"] else " DIFFERS") for t in targets for b in ("asm", "viper")]
         lines.append(f"| {m['model']} ({m['what']}) | {m['blob_bytes']:,} | {m['macs']:,} | "
                      f"{m['peak_heap_bytes']:,} | " + " | ".join(cells) + " |")
+    if targets:
+        lines += ["", "the same blobs from the memory-mapped ROMFS (/rom), weights read in place: instructions per "
+                      "MAC", "", "| model | " + " | ".join(f"{t} {b}" for t in targets for b in ("asm", "viper"))
+                  + " |", "|" + "---|" * (1 + 2 * len(targets))]
+        for m in r["models"]:
+            lines.append(f"| {m['model']} | " + " | ".join(
+                f"{m['romfs'][t][b]['instructions_per_mac']}" + ("" if m["romfs"][t][b]["matches_host"]
+                                                                 else " DIFFERS")
+                for t in targets for b in ("asm", "viper")) + " |")
     if r["latency_estimate"]:
         boards = list(r["latency_estimate"])
         lines += ["", "estimated latency per inference (instructions x assumed cycles/instruction / clock):", "",

@@ -1,4 +1,5 @@
-"""Board profiles (boards/*.json): RAM, flash, FPU, emitters of the supported microcontroller boards."""
+"""Board profiles (boards/<name>/profile.json): RAM, flash, FPU, emitters of the supported microcontroller boards.
+Each board's folder also holds its example main.py and a README."""
 from __future__ import annotations
 
 import json
@@ -12,13 +13,13 @@ UNITS = {"": 1, "k": 1024, "m": 1024 * 1024}
 
 def names() -> list[str]:
     """Names of all board profiles."""
-    return sorted(p.stem for p in repo_dir("boards").glob("*.json"))
+    return sorted(p.parent.name for p in repo_dir("boards").glob("*/profile.json"))
 
 
 def load(name: str) -> dict:
     """The profile of board `name`; MicrodxError listing the known boards if there is none."""
-    path = repo_dir("boards") / f"{name}.json"
-    if not path.is_file():
+    path = repo_dir("boards") / name / "profile.json"
+    if not name or "/" in name or not path.is_file():
         raise MicrodxError(f"unknown board '{name}'; known boards: {', '.join(names())}")
     return json.loads(path.read_text())
 

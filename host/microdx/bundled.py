@@ -82,7 +82,7 @@ def _fsdd_train(by: str, path, names: list[str]):
 def measure(name: str, qemu_targets=("qemu-m3", "qemu-m0", "qemu-m33"), fsdd=None, progress=print) -> dict:
     """Measure every variant's blob (see the module docstring). `fsdd`: the FSDD folder, for models whose test
     rows name their recordings (test.npz `name`): the device then also runs its front-end on those WAV files."""
-    from microdx import bench_kernels, blob_reader, data, fit, pipeline, qemu
+    from microdx import bench_kernels, blob_reader, data, emulator, fit, pipeline, qemu
     from microdx.optimizers.base import graph_macs
 
     s, d = spec(name), folder(name)
@@ -104,6 +104,9 @@ def measure(name: str, qemu_targets=("qemu-m3", "qemu-m0", "qemu-m33"), fsdd=Non
                "budget_bytes": r["budget_bytes"],
                "flash": fit.flash(path.stat().st_size, v["board"], fit.graph_kernels(g))}
         inputs[v["name"]] = pipeline.model_input(g, test)
+        mapped = emulator.run(path, inputs[v["name"]][:1], board=v["board"], budget=v.get("budget"), rom=True)
+        row["romfs"] = {k: mapped.stats[k] for k in ("peak_heap_bytes", "in_place_layers",
+                                                       "flash_bytes_per_inference")}
         if v.get("small_heap"):
             row["small_heap"] = small_heap(path, inputs[v["name"]], v)
             if pcm is not None:   # the whole audio application: front-end, model and their buffers
@@ -205,6 +208,11 @@ def _pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}%"
 
 
+def _romfs(v) -> str:
+    r = v.get("romfs")
+    return f"{r['peak_heap_bytes']:,} ({r['in_place_layers']} in place)" if r else "-"
+
+
 def card(name: str, r: dict) -> str:
     """MODEL.md of a bundled model: bundle.json's prose (task, data, split, training, licence) and the figures of
     results.json `r`, each with the command that produced it."""
@@ -217,23 +225,26 @@ def card(name: str, r: dict) -> str:
         lines += [s["training_figures"].format(**train), ""]
     lines += ["## Variants", "",
               "| variant | source | recipe | board (heap) | blob bytes | MACs | float | int8 host | device | "
-              "mismatches | peak heap |", "|" + "---|" * 11]
+              "mismatches | peak heap | from ROMFS |", "|" + "---|" * 12]
     for k, v in r["variants"].items():
         lines.append(f"| `{k}.dxb` | {v['source']} | {v['recipe'] or 'int8 only'} | {v['board']} "
                      f"({v['heap_bytes']:,}) | {v['blob_bytes']:,} | {v['macs']:,} | {_pct(v['float_accuracy'])} | "
                      f"{_pct(v['host_accuracy'])} | {_pct(v['device_accuracy'])} | {v['device_mismatches']} | "
-                     f"{v['peak_heap_bytes']:,} |")
+                     f"{v['peak_heap_bytes']:,} | {_romfs(v)} |")
     if s.get("variants_note"):
         lines += ["", s["variants_note"]]
     lines += ["", f"Accuracies over the {r['test_rows']} test rows of `test.npz`. *float*: microdx's float reference "
               "of the source model; *int8 host*: the blob on the host's integer reference; *device*: the blob on the "
               "MicroPython unix port with the board's heap (the same device code as the board), *mismatches*: rows "
               "whose device output differs from the host's at all. *peak heap*: bytes above the interpreter's own, "
-              "udx's code included (64-bit unix port)."]
+              "udx's code included (64-bit unix port). *from ROMFS*: the peak heap when the blob is read from a "
+              "memory-mapped ROMFS image (`microdx deploy --romfs`), its weights used in place (vfs.VfsRom on the "
+              "unix port; the layers in place in brackets)."]
     for k, v in r["variants"].items():
         h = v.get("small_heap")
         if h and "skipped" not in h:
-            rom = (", udx imported from its memory-mapped ROMFS, where .mpy code executes in place"
+            rom = (", udx and the blob in its memory-mapped ROMFS, where .mpy code executes and weights are read in "
+                   "place"
                    if h.get("rom") else "")
             lines += ["", f"**`{k}.dxb` in a {h['heap'] // 1024} KB heap**, on a 32-bit MCU ({h['target']}: the rest "
                       f"of its heap held by a ballast{rom}; "

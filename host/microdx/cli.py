@@ -123,10 +123,11 @@ def cmd_inspect(a):
 def cmd_deploy(a):
     from microdx import deploy
 
-    update, close = _progress(os.path.getsize(a.blob), f"copy {os.path.basename(a.blob)}", unit="B")
-    try:
+    size = os.path.getsize(a.blob)
+    update, close = _progress(size, f"copy {os.path.basename(a.blob)}", unit="B")
+    try:   # with --romfs, progress counts the image's bytes: scaled to the blob's
         r = deploy.deploy(a.blob, a.port, board=a.board, name=a.name, main=a.main,
-                          progress=lambda done, total: update(done))
+                          progress=lambda done, total: update(done * size // total), romfs=a.romfs)
     finally:
         close()
 
@@ -315,7 +316,10 @@ def parser() -> argparse.ArgumentParser:
     y.add_argument("blob")
     y.add_argument("--port", required=True, help="the board's serial port (mpremote devs lists them)")
     y.add_argument("--name", help="the model's file name on the board (default: the blob's)")
-    y.add_argument("--main", action="store_true", help="also copy boards/examples/main.py as main.py")
+    y.add_argument("--main", action="store_true", help="also copy the board's example, boards/BOARD/main.py")
+    y.add_argument("--romfs", action="store_true", help="write the model and the runtime as a ROMFS image (mpremote "
+                   "romfs deploy; MicroPython >= 1.25 with a ROMFS partition): udx then reads the weights in place, "
+                   "with no copy to RAM")
     board_option(y, "rp2040", "board the runtime is compiled for (mpy-cross -march from its profile)")
 
     o = sub.add_parser("report", help="a PNG of per-layer bytes and RAM against a board's limits, and a Markdown "

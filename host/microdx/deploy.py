@@ -7,13 +7,23 @@ mpremote's Python API (its serial transport, in raw REPL without a soft reset, a
   then renamed over the old one, so an interrupted copy never replaces a good model: the old file stays whole until
   the new one is complete and verified (on filesystems without an atomic rename-over, the old model is moved aside to
   NAME.old for the instant between two renames, and removed after);
-- optionally main.py from boards/examples (--main).
+- optionally the board's example main.py from boards/<board>/ (--main).
+
+With `romfs=True` (`--romfs`) the runtime and the model go into a ROMFS image instead (MicroPython >= 1.25 on boards
+with a ROMFS partition), which udx reads in place: the model's weights are never copied to RAM (udx.inplace). The
+image is built here (microdx.romfs: the blob's data 4-byte aligned, the runtime under lib/udx, which is on sys.path
+as /rom/lib) and written by `mpremote romfs deploy`; then it is mounted at /rom and every file is checked on the board
+(SHA-256). Writing a partition erases it first, so unlike a file copy an interrupted ROMFS deploy leaves no old model:
+the check says so and a second deploy completes it; main.py (--main) still goes to the filesystem, which survives.
 
 Every failure is a DeviceError naming the file and what to do; nothing is written on the host.
 """
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 from microdx import boards, emulator, fit, paths
@@ -79,10 +89,12 @@ def files(blob_path, board: str, graph=None) -> dict[str, Path]:
 
 
 def deploy(blob_path, port: str, board: str = "rp2040", name: str | None = None, main: bool = False,
-           progress=None) -> dict:
+           progress=None, romfs: bool = False) -> dict:
     """Deploy the blob and the runtime it needs to the board on `port` (see the module docstring). `name`: the
     model's file on the board (default the blob's file name). `progress(done, total)`: bytes of the model copied.
-    Returns {"copied": [...], "skipped": [...], "model": name, "model_bytes", "sha256"}."""
+    `romfs`: into the board's ROMFS partition instead (the model is then /rom/NAME; progress counts image bytes).
+    Returns {"copied": [...], "skipped": [...], "model": name, "model_bytes", "sha256"} (with romfs also
+    "image_bytes" and "partition_bytes")."""
     from microdx.pipeline import read_blob
 
     graph = read_blob(blob_path).graph   # a corrupt or foreign file is refused before anything reaches the board
@@ -90,7 +102,14 @@ def deploy(blob_path, port: str, board: str = "rp2040", name: str | None = None,
     name = name or Path(blob_path).name
     runtime = files(blob_path, board, graph)
     if main:
-        runtime["main.py"] = paths.repo_dir("boards") / "examples" / "main.py"
+        example = paths.repo_dir("boards") / board / "main.py"
+        if not example.is_file():
+            raise DeviceError("DeployError", f"board {board} has no example main.py (boards/{board}/: CircuitPython "
+                                             f"boards run code.py, copied by hand to CIRCUITPY)")
+    if romfs:
+        return _deploy_romfs(port, board, name, data, runtime, main, progress)
+    if main:
+        runtime["main.py"] = example
     t = _transport(port)
     copied, skipped = [], []
     try:
@@ -121,3 +140,85 @@ def deploy(blob_path, port: str, board: str = "rp2040", name: str | None = None,
             t.close()
     return {"port": port, "board": board, "copied": copied, "skipped": skipped, "model": name,
             "model_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _romfs_partition(t, port: str) -> int:
+    """Bytes of ROMFS partition 0 on the board, or a DeviceError saying the firmware has none."""
+    t.exec("import vfs")
+    if not t.eval("hasattr(vfs, 'rom_ioctl')"):
+        raise DeviceError("DeployError", f"the firmware on {port} has no ROMFS (vfs.rom_ioctl is missing): use a "
+                                         f"MicroPython >= 1.25 build with a ROMFS partition, or deploy without "
+                                         f"--romfs (files on the filesystem; the weights are then streamed)")
+    if t.eval("vfs.rom_ioctl(1)") < 1:
+        raise DeviceError("DeployError", f"the firmware on {port} has ROMFS support but no ROMFS partition")
+    return t.eval("len(vfs.rom_ioctl(2, 0))")
+
+
+def _write_romfs(port: str, image: bytes, progress=None) -> None:
+    """Write `image` to the board's ROMFS partition with `mpremote romfs deploy`, reporting progress(done, total)
+    from the offsets it prints."""
+    import re
+
+    with tempfile.TemporaryDirectory(prefix="microdx-romfs-") as tmp:
+        img = Path(tmp) / "model.romfs"   # the suffix tells mpremote it is an image, not a folder to pack
+        img.write_bytes(image)
+        proc = subprocess.Popen([sys.executable, "-m", "mpremote", "connect", port, "resume", "romfs", "deploy",
+                                 str(img)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = ""
+        while True:
+            chunk = proc.stdout.read(64)
+            if not chunk:
+                break
+            out += chunk
+            offsets = re.findall(r"Writing at offset (\d+)", out[-200:])
+            if progress and offsets:
+                progress(int(offsets[-1]), len(image))
+        proc.wait()
+    if proc.returncode != 0 or "ROMFS image deployed" not in out:
+        tail = out.strip().replace("\r", "\n").splitlines()[-1:] or ["no output"]
+        raise DeviceError("DeployError", f"mpremote romfs deploy to {port} failed: {tail[0]}; the partition may "
+                                         f"be half written: run deploy --romfs again")
+
+
+def _deploy_romfs(port: str, board: str, name: str, data: bytes, runtime: dict, main: bool, progress=None) -> dict:
+    """The --romfs path of deploy(): build the image, check it fits, write it with mpremote, mount it, verify."""
+    from microdx import romfs
+
+    content = {f"lib/{remote}": local.read_bytes() for remote, local in runtime.items()}
+    content[name] = data
+    image = romfs.image(content)
+    t = _transport(port)
+    try:
+        size = _romfs_partition(t, port)
+    finally:
+        t.exit_raw_repl()
+        t.close()
+    if len(image) > size:
+        raise DeviceError("BudgetError", f"the ROMFS image ({len(image):,} bytes: the model and udx's .mpy files) "
+                                         f"does not fit the board's ROMFS partition ({size:,} bytes): short by "
+                                         f"{len(image) - size:,} bytes; compress the model further or deploy "
+                                         f"without --romfs")
+    _write_romfs(port, image, progress)
+    t = _transport(port)
+    try:   # mount what was written and check every file there, as the board will read it
+        t.exec("import vfs\ntry:\n vfs.umount('/rom')\nexcept OSError:\n pass\n"
+               "vfs.mount(vfs.VfsRom(vfs.rom_ioctl(2, 0)), '/rom')")
+        for path, want in content.items():
+            got = _remote_sha256(t, "/rom/" + path)
+            if got != hashlib.sha256(want).hexdigest():
+                raise DeviceError("DeployError", f"/rom/{path} on the board does not match the image written "
+                                                 f"(SHA-256 {got}): run deploy --romfs again")
+        copied = []
+        if main:
+            local = (paths.repo_dir("boards") / board / "main.py").read_bytes()
+            if _remote_sha256(t, "main.py") != hashlib.sha256(local).hexdigest():
+                _put(t, "main.py", local)
+                copied.append("main.py")
+    finally:
+        try:
+            t.exit_raw_repl()
+        finally:
+            t.close()
+    return {"port": port, "board": board, "copied": sorted(f"/rom/{p}" for p in content) + copied, "skipped": [],
+            "model": f"/rom/{name}", "model_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "image_bytes": len(image), "partition_bytes": size}

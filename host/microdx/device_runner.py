@@ -3,7 +3,9 @@
 # holding job.txt, model.dxb, in.bin and the udx package, under fixed relative names. The interpreter interns
 # module names and command-line arguments on its heap, and how full its string pool is changes what `import udx`
 # takes: so nothing varying (host paths, counts) reaches it as a name or an argument; numbers come in job.txt.
-# job.txt: "COUNT BUDGET EVERY BACKEND SAMPLES" (BACKEND: auto, or a name for udx.use_backend). in.bin: COUNT raw
+# job.txt: "COUNT BUDGET EVERY BACKEND SAMPLES" (BACKEND: auto, or a name for udx.use_backend). If model.img is there,
+# it is a ROMFS image holding model.dxb, mounted at /rom with vfs.VfsRom before the heap is counted, as a board's
+# memory-mapped ROMFS partition, and the model is opened from there: its weights are then used in place. in.bin: COUNT raw
 # little-endian rows (a link to /dev/zero for rows of zeros): model inputs when SAMPLES is 0, else int16 audio clips
 # of SAMPLES samples each, pushed through the blob's front-end (udx.frontend) in chunks as a microphone delivers them;
 # outputs go to out.bin. BUDGET: udx.Model budget in bytes, -1 for none. stdout: "progress N" every EVERY
@@ -85,6 +87,19 @@ def infer(model, fin, fout):
 
 
 udx = model = total_us = BASE = TOTAL = None   # every global made now, so the module's dict does not grow after BASE
+path = "model.dxb"
+try:   # the image stands for flash: it is on the heap here, so it is read before the heap is counted
+    fimg = open("model.img", "rb")
+except OSError:
+    fimg = None
+if fimg:
+    import vfs
+    image = bytearray(fimg.seek(0, 2))
+    fimg.seek(0)
+    fimg.readinto(image)
+    fimg.close()
+    vfs.mount(vfs.VfsRom(image), "/rom")
+    path = "/rom/model.dxb"
 gc.collect()
 BASE = gc.mem_alloc()              # the interpreter and this runner; everything after is udx and the model
 TOTAL = BASE + gc.mem_free()
@@ -95,7 +110,7 @@ try:
     gc.collect()
     state["runtime_heap_bytes"] = peak[0] = gc.mem_alloc() - BASE
     state["stage"] = "open"
-    model = udx.Model("model.dxb", None if budget < 0 else budget)
+    model = udx.Model(path, None if budget < 0 else budget)
     sample()
     state["stage"] = "inference"
     with open("in.bin", "rb") as fin, open("out.bin", "wb") as fout:
@@ -109,4 +124,5 @@ except udx.UdxError as e:
 print(json.dumps({"runtime_heap_bytes": state["runtime_heap_bytes"], "peak_heap_bytes": peak[0],
                   "wall_s": total_us / 1e6, "budget_bytes": model.budget_bytes, "scratch_bytes": model.scratch_bytes,
                   "macs": model.macs, "count": count, "backend": udx.backend(),
-                  "flash_bytes_per_inference": model.flash_bytes_per_inference, "base_heap_bytes": BASE, "heap_total_bytes": TOTAL}))
+                  "flash_bytes_per_inference": model.flash_bytes_per_inference, "in_place_layers": model.in_place,
+                  "base_heap_bytes": BASE, "heap_total_bytes": TOTAL}))

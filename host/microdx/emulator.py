@@ -128,7 +128,8 @@ def run_script(script, args=(), heap: int = 1 << 20, timeout: float = 3600, sour
 
 
 def run(blob_path, x: np.ndarray, board: str = "unix", heap: int | None = None, budget: int | None = None,
-        source: bool = False, progress=None, backend: str | None = None, firmware=None) -> DeviceRun:
+        source: bool = False, progress=None, backend: str | None = None, firmware=None,
+        rom: bool = False) -> DeviceRun:
     """Run every row of `x` through the blob on the emulated `board` (heap in bytes overrides the profile's).
 
     udx runs precompiled (.mpy, as deployed); `source=True` runs the .py files instead. `backend` ("viper",
@@ -139,6 +140,9 @@ def run(blob_path, x: np.ndarray, board: str = "unix", heap: int | None = None, 
     clips that the device's front-end (udx.frontend, the blob's) turns into the model's input, each clip cut or
     padded to the samples the model takes beforehand (microdx.audio.pcm_rows).
     `progress(n)`, if given, is called with the number of inferences done, about 100 times over the run.
+    `rom`: the blob is read from a ROMFS image mounted at /rom (vfs.VfsRom), as from a board's memory-mapped ROMFS
+    partition, so udx uses its weights in place; the image is held in memory the heap figures do not count (it
+    stands for flash), and stats["in_place_layers"] says how many layers ran from it (None when streamed).
     Raises DeviceError(kind, message) when the runtime refuses the blob or the input; for a MemoryError the
     message gives what the model needs, measured again on a large heap.
     """
@@ -151,10 +155,15 @@ def run(blob_path, x: np.ndarray, board: str = "unix", heap: int | None = None, 
     if heap > MAX_HEAP:
         raise MicrodxError(f"heap {heap:,} bytes: the emulator runs heaps of at most {MAX_HEAP:,} bytes (1 GiB)")
     stats, out = _invoke(blob_path, heap, budget, source, x=x, progress=progress, backend=backend,
-                         firmware=firmware) \
+                         firmware=firmware, rom=rom) \
         if heap >= MIN_HEAP else ({
         "error": "MemoryError"}, None)
     if stats.get("error") == "MemoryError":
+        if rom:
+            m = measure(blob_path, budget, source, rom=True)
+            raise DeviceError("MemoryError", f"heap {heap:,} bytes is too small for the model read in place from "
+                                             f"ROMFS: it peaks at {m['peak_heap_bytes']:,} bytes above the "
+                                             f"interpreter's own; lower --budget or use a board with more heap")
         if x.dtype == np.int16:   # audio: the front-end's tables, ring of frames and native code come on top
             from microdx import blob_reader, ram
 
@@ -173,14 +182,14 @@ def run(blob_path, x: np.ndarray, board: str = "unix", heap: int | None = None, 
                      stats)
 
 
-def measure(blob_path, budget: int | None = None, source: bool = False) -> dict:
+def measure(blob_path, budget: int | None = None, source: bool = False, rom: bool = False) -> dict:
     """Heap the blob needs: open it and run one inference of zeros with a MEASURE_HEAP heap.
 
     Returns runtime_heap_bytes (import udx), peak_heap_bytes (udx + the parsed header + the model's buffers +
     per-layer plans, sampled after the open and after every tile), budget_bytes (the buffers) and the rest of
-    the runner's stats; all in bytes of the 64-bit unix port.
+    the runner's stats; all in bytes of the 64-bit unix port. `rom`: read in place from ROMFS, as run()'s.
     """
-    stats, _ = _invoke(blob_path, MEASURE_HEAP, budget, source)
+    stats, _ = _invoke(blob_path, MEASURE_HEAP, budget, source, rom=rom)
     if stats.get("error") == "MemoryError":
         raise DeviceError("MemoryError", f"the model does not run even in a {MEASURE_HEAP:,}-byte heap "
                                          f"(budget {'default' if budget is None else f'{budget:,} bytes'}); "
@@ -189,7 +198,7 @@ def measure(blob_path, budget: int | None = None, source: bool = False) -> dict:
 
 
 def _invoke(blob_path, heap: int, budget, source: bool, x=None, progress=None,
-            backend: str | None = None, firmware=None) -> tuple[dict, bytes | None]:
+            backend: str | None = None, firmware=None, rom: bool = False) -> tuple[dict, bytes | None]:
     """Run the runner once in a scratch folder; (its stats or {"error": "MemoryError", ...}, the output bytes).
 
     Only fixed relative names and no arguments reach MicroPython (job.txt, model.dxb, in.bin, udx/...): it interns
@@ -207,6 +216,12 @@ def _invoke(blob_path, heap: int, budget, source: bool, x=None, progress=None,
         else:
             (tmp / f"{RUNNER_MODULE}.mpy").symlink_to(compiled / f"{RUNNER_MODULE}.mpy")
         (tmp / "model.dxb").symlink_to(Path(blob_path).resolve())
+        if rom:   # the runner mounts it before counting the heap, which grows by as much: it stands for flash
+            from microdx import romfs
+
+            image = romfs.image({"model.dxb": Path(blob_path).read_bytes()})
+            (tmp / "model.img").write_bytes(image)
+            heap += len(image) + ROM_HEAP_SLACK
         if x is None:     # as many zeros as the model reads: the runner needs no second way in
             (tmp / "in.bin").symlink_to("/dev/zero")
         else:
@@ -250,6 +265,9 @@ def _invoke(blob_path, heap: int, budget, source: bool, x=None, progress=None,
                 return {"error": "MemoryError", "stage": "start", "message": last}, None
             raise DeviceError(last.split(":")[0] or "crash", f"micropython exited {proc.returncode}: {last}")
         return result, (tmp / "out.bin").read_bytes()
+
+
+ROM_HEAP_SLACK = 256   # bytes: the mounted image's bytearray and VfsRom objects, beside the image itself
 
 
 def runs_in(blob_path, heap: int, budget: int | None = None, source: bool = False) -> bool:

@@ -37,16 +37,21 @@ def kernel_modules() -> dict[tuple[str, str], str]:
 # them, counted only for a blob that has such a layer (graph_kernels marks it with this pseudo pair)
 TFLITE_ARITHMETIC = ("TFLite arithmetic", "i8")
 TFLITE_MODULES = {"udx/tflq.mpy", "udx/tflq_viper.mpy", "udx/dense_tfl_viper.mpy", "udx/softmax_tfl.mpy"}
-# the audio front-end (udx/frontend.py): an application imports it, not a blob; not counted for a blob's fit
-FRONTEND_MODULES = {"udx/frontend.mpy", "udx/frontend_viper.mpy", "udx/frontend_ulab.mpy"}
+# the audio front-end (udx/frontend.py) and the listening loop of the boards' examples (udx/listen.py): an
+# application imports them, not the blob; counted for a blob that has a front-end (graph_kernels marks it so)
+AUDIO_FRONTEND = ("audio front-end", "i8")
+FRONTEND_MODULES = {"udx/frontend.mpy", "udx/frontend_viper.mpy", "udx/frontend_ulab.mpy", "udx/listen.mpy"}
 
 
 def graph_kernels(graph) -> set[tuple[str, str]]:
     """The (kind, dtype) pairs of a graph's layers: what selects the kernel modules it needs (with
-    TFLITE_ARITHMETIC when a layer uses TFLite's requantization, softmax or ADD)."""
+    TFLITE_ARITHMETIC when a layer uses TFLite's requantization, softmax or ADD, AUDIO_FRONTEND when the graph takes
+    its input from an audio front-end)."""
     kernels = {(layer.kind, layer.dtype) for layer in graph.layers}
     if any(layer.kind == "add" or "rq" in layer.attrs or "tfl" in layer.attrs for layer in graph.layers):
         kernels.add(TFLITE_ARITHMETIC)
+    if graph.frontend is not None:
+        kernels.add(AUDIO_FRONTEND)
     return kernels
 
 
@@ -66,6 +71,8 @@ def runtime_files(kernels=None, arch: str | None = None) -> dict[str, int]:
     needed = with_twin(modules[k] for k in kernels if k in modules) if kernels is not None else optional
     if kernels is not None and TFLITE_ARITHMETIC in kernels:
         needed |= TFLITE_MODULES
+    if kernels is not None and AUDIO_FRONTEND in kernels:
+        needed |= FRONTEND_MODULES
     return {name: n for name, n in files.items() if name not in optional or name in needed}
 
 

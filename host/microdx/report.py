@@ -90,7 +90,7 @@ def markdown(info: dict, board: str, png_name: str) -> str:
              "## Fit", "", "```text", inspect_blob.fit.format_report(fit), "```", ""]
     if p.get("clock_hz"):
         lines += [f"{board}: {p['clock_hz'] / 1e6:g} MHz, {p['heap_bytes']:,}-byte heap in its profile "
-                  f"(boards/{board}.json). Heap figures are measured on the 64-bit unix port: a 32-bit MCU needs "
+                  f"(boards/{board}/profile.json). Heap figures are measured on the 64-bit unix port: a 32-bit MCU needs "
                   f"less.", ""]
     lines += ["## Layers", "", "| # | layer | kind | dtype | in | out | bytes | MACs | RAM smallest tile | RAM one tile |",
               "|---|---|---|---|---|---|---|---|---|---|"]

@@ -74,8 +74,8 @@ def macs(layer: Layer) -> int:
 def scratch_bytes(layer: Layer) -> tuple[int, int]:
     """(one output row, whole layer) of scratch in bytes as device/udx/codebook.py plans it: the codebook, then rows
     of packed indices, biases and multipliers."""
-    k, row = 2 ** layer.attrs["bits"], stride(layer.attrs["inputs"], layer.attrs["bits"]) + 8
-    return k + row, k + row * len(layer.tensors["b"])
+    k, st = 2 ** layer.attrs["bits"], stride(layer.attrs["inputs"], layer.attrs["bits"])
+    return k + dense.tile_bytes(st, 1, 8), k + dense.tile_bytes(st, len(layer.tensors["b"]), 8)
 
 
 def tensor_spec(dtype: str, n: int, m: int, entry: dict) -> dict[str, tuple[str, tuple[int, ...]]]:

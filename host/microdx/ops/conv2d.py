@@ -116,8 +116,9 @@ def scratch_bytes(layer: Layer) -> tuple[int, int]:
     """(one output channel, whole layer) of weight scratch in bytes, as device/udx/conv2d.py plans it: a tile of
     output channels, each kh*kw*in weights (+ bias and multiplier, or + float bias)."""
     out, k = _matrix(layer).shape
-    row = k + dense.tail_bytes(layer) if layer.dtype == "i8" else 4 * (k + 1)
-    return row, row * out
+    if layer.dtype == "i8":
+        return dense.tile_bytes(k, 1, dense.tail_bytes(layer)), dense.tile_bytes(k, out, dense.tail_bytes(layer))
+    return 4 * (k + 1), 4 * (k + 1) * out
 
 
 def tensor_spec(dtype: str, n: int, m: int, entry: dict) -> dict[str, tuple[str, tuple[int, ...]]]:

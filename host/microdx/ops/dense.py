@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from microdx.blob_format import align
 from microdx.errors import QuantizationError
 from microdx.fixedpoint import INT32_MAX, M_LIMIT, check_int32, quantize_multiplier, requantize, tflite_requantize
 from microdx.ir import Layer
@@ -166,11 +167,18 @@ def forward_f32(layer: Layer, x: np.ndarray) -> np.ndarray:
     return forward_float(layer, x, np.float32).astype(np.float32)
 
 
+def tile_bytes(n: int, r: int, tail: int) -> int:
+    """Bytes of a device int8 tile of r rows of n weight bytes, padded to 4 (the blob aligns tensors so, and the
+    biases after them stay aligned), then `tail` bytes per row (udx.dense.tile_bytes)."""
+    return align(r * n) + tail * r
+
+
 def scratch_bytes(layer: Layer) -> tuple[int, int]:
     """(one output row, whole layer) of weight scratch the device kernel needs, in bytes (device/udx/dense.py)."""
     m, n = layer.tensors["w"].shape
-    row = n + tail_bytes(layer) if layer.dtype == "i8" else 4 * (n + 1)
-    return row, row * m
+    if layer.dtype == "i8":
+        return tile_bytes(n, 1, tail_bytes(layer)), tile_bytes(n, m, tail_bytes(layer))
+    return 4 * (n + 1), 4 * (n + 1) * m
 
 
 def tensor_spec(dtype: str, n: int, m: int, entry: dict | None = None) -> dict[str, tuple[str, tuple[int, ...]]]:

@@ -95,7 +95,7 @@ def scratch_bytes(layer: Layer) -> tuple[int, int]:
     biases and multipliers; float16 rows, padded to 4 bytes, then float32 biases."""
     m, n = layer.tensors["w"].shape
     if layer.dtype == "i8":
-        return 2 * n + 8, (2 * n + 8) * m
+        return align(2 * n) + 8, align(2 * n * m) + 8 * m
     return align(2 * n) + 4, align(2 * n * m) + 4 * m
 
 

@@ -82,8 +82,9 @@ def macs(layer: Layer) -> int:
 def scratch_bytes(layer: Layer) -> tuple[int, int]:
     """(one channel, whole layer) of scratch in bytes, as device/udx/dwconv2d.py plans it."""
     c, k = _matrix(layer).shape
-    row = k + dense.tail_bytes(layer) if layer.dtype == "i8" else 4 * (k + 1)
-    return row, row * c
+    if layer.dtype == "i8":
+        return dense.tile_bytes(k, 1, dense.tail_bytes(layer)), dense.tile_bytes(k, c, dense.tail_bytes(layer))
+    return 4 * (k + 1), 4 * (k + 1) * c
 
 
 def tensor_spec(dtype: str, n: int, m: int, entry: dict) -> dict:

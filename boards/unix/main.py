@@ -1,5 +1,6 @@
-# Example main.py for a MicroPython board (RP2040, STM32, ...): classify one input with a streamed model.
-# Copy to the board: the udx package (device/udx, ideally as .mpy from mpy-cross), the blob, and this file:
+# main.py for the MicroPython unix port (the emulated board, no microphone): classify one input with a streamed
+# model, given as the first argument. The boards with a microphone have their own (boards/<board>/main.py).
+# Copy to a board by hand: the udx package (device/udx, ideally as .mpy from mpy-cross), the blob, and this file:
 #   mpremote cp -r udx : && mpremote cp model.dxb : && mpremote cp main.py :
 # tests/test_board_example.py runs this file on the MicroPython unix port with the golden blob.
 import gc
