@@ -26,6 +26,7 @@ MEASURE_HEAP = 16 * 1024 * 1024
 # Heaps the unix port can emulate (bytes): below ~800 it refuses its command line or dies before running any
 # code; near 100 GB its allocation fails with a crash. No microcontroller has a GiB.
 MIN_HEAP, MAX_HEAP = 1024, 1 << 30
+ROM_HEAP_SLACK = 256   # bytes: a mounted ROMFS image's bytearray and VfsRom objects, beside the image itself (rom=True)
 # Bump when the layout or the mpy-cross options of the cache change: the key must change with them.
 CACHE_LAYOUT = b"3: -s udx/NAME.py -march=ARCH, runner beside udx"
 # Native code (viper) in an .mpy must match the firmware's architecture (mpy-cross -march); bytecode loads anywhere.
@@ -265,9 +266,6 @@ def _invoke(blob_path, heap: int, budget, source: bool, x=None, progress=None,
                 return {"error": "MemoryError", "stage": "start", "message": last}, None
             raise DeviceError(last.split(":")[0] or "crash", f"micropython exited {proc.returncode}: {last}")
         return result, (tmp / "out.bin").read_bytes()
-
-
-ROM_HEAP_SLACK = 256   # bytes: the mounted image's bytearray and VfsRom objects, beside the image itself
 
 
 def runs_in(blob_path, heap: int, budget: int | None = None, source: bool = False) -> bool:
