@@ -165,7 +165,7 @@ def test_romfs_needs_less_heap_than_streaming_on_cortex_m3(tmp_path):
     assert mapped["in_place_layers"] == 3 and streamed["in_place_layers"] is None
     assert mapped["peak_heap_bytes"] <= streamed["peak_heap_bytes"] - 12 * 1024
     assert mapped["instructions_per_mac"] < streamed["instructions_per_mac"]
-    assert mapped["peak_heap_bytes"] <= 30 * 1024   # measured 28,704 (streamed 43,408)
+    assert mapped["peak_heap_bytes"] <= 30 * 1024   # measured 28,800 (streamed 43,360)
     small = qemu.run(path, x[:1], rom=True, blob_rom=True, heap=40 * 1024)
     np.testing.assert_array_equal(small["outputs"], reference.run(g, x[:1]))
     with pytest.raises(emulator.DeviceError, match="MemoryError"):
