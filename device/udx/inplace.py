@@ -11,11 +11,11 @@ ORDER = ("cb", "t", "w", "b", "q")
 def attach(m, layer, rom, tensors, what, lo, hi):
     """Attach `tensors` to `layer` (its attach()), letting it read them in place from `rom` (the memory-mapped blob,
     read-only) instead of streaming them through the scratch; returns the (smallest, whole-layer) scratch in bytes
-    it then needs (lo, hi: what it needs streamed), counting it in model `m`'s in_place if it runs in place. A layer whose kernel reads one whole-layer tile of its tensors (in ORDER,
-    each 4-byte aligned) runs from a view of the file when the file has them so too (the packer aligns every tensor
-    to 4 bytes and writes them in that order).
-    TFLite-arithmetic layers (rq) stream: their native twins write accumulators into the tile. A kernel with a
-    place() method decides itself: sparse layers read values and indices in place and stream only their row
+    it then needs (lo, hi: what it needs streamed), counting it in model `m`'s in_place if it runs in place.
+    A layer whose kernel reads one whole-layer tile of its tensors (in ORDER, each 4-byte aligned) runs from a view
+    of the file when the file has them so too (the packer aligns every tensor to 4 bytes and writes them in that
+    order). TFLite-arithmetic layers (rq) stream: their native twins write accumulators into the tile. A kernel with
+    a place() method decides itself: sparse layers read values and indices in place and stream only their row
     pointers, biases and multipliers."""
     layer.attach(tensors, what)
     need = _place(layer, rom, tensors) if aligned(rom) else None

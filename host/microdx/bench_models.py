@@ -91,7 +91,8 @@ def run(progress=None) -> dict:
             "note": "speakerid and ds-cnn: random int8 weights (speed and memory only); tflite-kws: the importer tests' "
                     "fixtures; instruction counts exact (QEMU -icount), udx's default budget, blobs streamed from "
                     "/flash; romfs: the same blobs opened from the target's memory-mapped /rom, weights read in "
-                    "place; latencies are estimates from assumed cycles per instruction (boards/*/profile.json), streamed"}
+                    "place; latencies (streamed) are estimates from assumed cycles per instruction "
+                    "(boards/*/profile.json)"}
 
 
 def format_report(r: dict) -> str:

@@ -3,9 +3,9 @@
 # holding job.txt, model.dxb, in.bin and the udx package, under fixed relative names. The interpreter interns
 # module names and command-line arguments on its heap, and how full its string pool is changes what `import udx`
 # takes: so nothing varying (host paths, counts) reaches it as a name or an argument; numbers come in job.txt.
-# job.txt: "COUNT BUDGET EVERY BACKEND SAMPLES" (BACKEND: auto, or a name for udx.use_backend). If model.img is there,
-# it is a ROMFS image holding model.dxb, mounted at /rom with vfs.VfsRom before the heap is counted, as a board's
-# memory-mapped ROMFS partition, and the model is opened from there: its weights are then used in place. in.bin: COUNT raw
+# job.txt: "COUNT BUDGET EVERY BACKEND SAMPLES" (BACKEND: auto, or a name for udx.use_backend). If model.img is
+# there, it is a ROMFS image holding model.dxb, mounted at /rom with vfs.VfsRom before the heap is counted, as a
+# board's memory-mapped ROMFS partition, and the model is opened from there (its weights used in place). in.bin: COUNT raw
 # little-endian rows (a link to /dev/zero for rows of zeros): model inputs when SAMPLES is 0, else int16 audio clips
 # of SAMPLES samples each, pushed through the blob's front-end (udx.frontend) in chunks as a microphone delivers them;
 # outputs go to out.bin. BUDGET: udx.Model budget in bytes, -1 for none. stdout: "progress N" every EVERY
