@@ -90,7 +90,10 @@ def run_target(target: str, models: dict, inputs: dict, backends=ARM_BACKENDS, b
             blob_writer.write(graph, flash / f"{name}.dxb")
             (flash / f"{name}.bin").write_bytes(inputs[name].tobytes())
             jobs.append((name, graph.input_size))
-        romfs.pad_folder(flash)   # the target packs the folder as /rom too: blobs aligned there for in-place use
+        # the target packs the folder as /rom too: blobs aligned there for in-place use. Its /flash stream copies from
+        # the same image, so this aligns /flash reads as well, as a board's block-aligned filesystem does: measured on
+        # the 650-1000-1000-6 dense model, 10.4 / 23.8 instructions per MAC (asm / viper) against 13.4 / 26.8 unaligned
+        romfs.pad_folder(flash)
         script = Path(tmp) / "script.py"
         script.write_text(f"JOBS = {jobs!r}\nBACKENDS = {tuple(backends)!r}\nBUDGET = {budget!r}\n"
                           f"FOLDER = {'/rom/' if rom else '/flash/'!r}\n" + SCRIPT)
