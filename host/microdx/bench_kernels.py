@@ -10,8 +10,6 @@ cycles per instruction / its clock (boards/*/profile.json: qemu_target, assumed_
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -80,25 +78,18 @@ def run_target(target: str, models: dict, inputs: dict, backends=ARM_BACKENDS, b
     models {name: (int8 graph, description)} and one int8 input row each; one QEMU boot for all. The blobs are
     streamed from /flash, or with `rom` opened from /rom, the target's memory-mapped ROMFS, where udx reads their
     weights in place."""
-    from microdx import blob_writer, emulator, qemu, reference, romfs
+    from microdx import blob_writer, qemu, reference
 
-    with tempfile.TemporaryDirectory(prefix="microdx-bench-") as tmp:
-        flash = Path(tmp) / "flash"
-        shutil.copytree(emulator.compiled_device_dir(qemu.ARCH[target]) / "udx", flash / "udx")
-        jobs = []
-        for name, (graph, _) in models.items():
-            blob_writer.write(graph, flash / f"{name}.dxb")
-            (flash / f"{name}.bin").write_bytes(inputs[name].tobytes())
-            jobs.append((name, graph.input_size))
-        # the target packs the folder as /rom too: blobs aligned there for in-place use. Its /flash stream copies from
-        # the same image, so this aligns /flash reads as well, as a board's block-aligned filesystem does: measured on
-        # the 650-1000-1000-6 dense model, 10.4 / 23.8 instructions per MAC (asm / viper) against 13.4 / 26.8 unaligned
-        romfs.pad_folder(flash)
-        script = Path(tmp) / "script.py"
-        script.write_text(f"JOBS = {jobs!r}\nBACKENDS = {tuple(backends)!r}\nBUDGET = {budget!r}\n"
-                          f"FOLDER = {'/rom/' if rom else '/flash/'!r}\n" + SCRIPT)
-        proc = subprocess.run([str(qemu.TARGETS / target / "run"), str(flash), str(script)], capture_output=True,
-                              text=True, timeout=3600)
+    files, jobs = {}, []
+    for name, (graph, _) in models.items():
+        files[f"{name}.dxb"] = blob_writer.pack(graph)
+        files[f"{name}.bin"] = inputs[name].tobytes()
+        jobs.append((name, graph.input_size))
+    # qemu.run_script aligns the blobs in the folder the target packs as /rom, for in-place use. Its /flash stream
+    # copies from the same image, so /flash reads are aligned too, as on a board's block-aligned filesystem: measured
+    # on the 650-1000-1000-6 dense model, 10.4 / 23.8 instructions per MAC (asm / viper) against 13.4 / 26.8 unaligned
+    proc = qemu.run_script(target, f"JOBS = {jobs!r}\nBACKENDS = {tuple(backends)!r}\nBUDGET = {budget!r}\n"
+                           f"FOLDER = {'/rom/' if rom else '/flash/'!r}\n" + SCRIPT, files, timeout=3600)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"{target} failed: {tail[0]}")

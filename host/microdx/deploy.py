@@ -20,6 +20,7 @@ Every failure is a DeviceError naming the file and what to do; nothing is writte
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import subprocess
 import sys
@@ -47,6 +48,19 @@ def _transport(port: str):
         raise DeviceError("DeployError", f"{port} does not answer as a MicroPython REPL ({e}): close other "
                                          f"programs using the port (a serial terminal, Thonny) and retry") from None
     return t
+
+
+@contextlib.contextmanager
+def _session(port: str):
+    """The board's transport in raw REPL (_transport), left and closed however the block ends."""
+    t = _transport(port)
+    try:
+        yield t
+    finally:
+        try:
+            t.exit_raw_repl()
+        finally:
+            t.close()
 
 
 def _remote_sha256(t, path: str) -> str | None:
@@ -77,6 +91,14 @@ def _put(t, path: str, data: bytes, progress=None) -> None:
            f"\n os.rename({tmp!r}, {path!r})\n os.remove({path + '.old'!r})")
 
 
+def _sync(t, path: str, data: bytes, progress=None) -> bool:
+    """Write `data` to `path` on the board (_put) unless the board already holds it byte for byte; True if written."""
+    if _remote_sha256(t, path) == hashlib.sha256(data).hexdigest():
+        return False
+    _put(t, path, data, progress)
+    return True
+
+
 def files(blob_path, board: str, graph=None) -> dict[str, Path]:
     """{path on the board: local file} of udx's .mpy files the blob needs on `board`, compiled for its
     architecture (`graph`: the blob's, when already read)."""
@@ -101,43 +123,30 @@ def deploy(blob_path, port: str, board: str = "rp2040", name: str | None = None,
     data = Path(blob_path).read_bytes()
     name = name or Path(blob_path).name
     runtime = files(blob_path, board, graph)
+    example = None
     if main:
         example = paths.repo_dir("boards") / board / "main.py"
         if not example.is_file():
             raise DeviceError("DeployError", f"board {board} has no example main.py (boards/{board}/: CircuitPython "
                                              f"boards run code.py, copied by hand to CIRCUITPY)")
     if romfs:
-        return _deploy_romfs(port, board, name, data, runtime, main, progress)
-    if main:
+        return _deploy_romfs(port, board, name, data, runtime, example, progress)
+    if example:
         runtime["main.py"] = example
-    t = _transport(port)
     copied, skipped = [], []
-    try:
-        if not t.fs_exists("udx"):
-            t.fs_mkdir("udx")
-        for remote, local in sorted(runtime.items()):
-            content = local.read_bytes()
-            if _remote_sha256(t, remote) == hashlib.sha256(content).hexdigest():
-                skipped.append(remote)
-                continue
-            _put(t, remote, content)
-            copied.append(remote)
-        if _remote_sha256(t, name) == hashlib.sha256(data).hexdigest():
-            skipped.append(name)
-        else:
-            _put(t, name, data, progress)
-            copied.append(name)
-    except DeviceError:
-        raise
-    except Exception as e:   # the link dropped, the filesystem filled: what was already renamed is whole
-        raise DeviceError("DeployError", f"copy to {port} failed ({type(e).__name__}: {e}); files already "
-                                         f"verified stay, an unfinished one is left as NAME.new and never replaces "
-                                         f"the old; run deploy again") from None
-    finally:
+    with _session(port) as t:
         try:
-            t.exit_raw_repl()
-        finally:
-            t.close()
+            if not t.fs_exists("udx"):
+                t.fs_mkdir("udx")
+            for remote, local in sorted(runtime.items()):
+                (copied if _sync(t, remote, local.read_bytes()) else skipped).append(remote)
+            (copied if _sync(t, name, data, progress) else skipped).append(name)
+        except DeviceError:
+            raise
+        except Exception as e:   # the link dropped, the filesystem filled: what was already renamed is whole
+            raise DeviceError("DeployError", f"copy to {port} failed ({type(e).__name__}: {e}); files already "
+                                             f"verified stay, an unfinished one is left as NAME.new and never "
+                                             f"replaces the old; run deploy again") from None
     return {"port": port, "board": board, "copied": copied, "skipped": skipped, "model": name,
             "model_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
@@ -180,27 +189,23 @@ def _write_romfs(port: str, image: bytes, progress=None) -> None:
                                          f"be half written: run deploy --romfs again")
 
 
-def _deploy_romfs(port: str, board: str, name: str, data: bytes, runtime: dict, main: bool, progress=None) -> dict:
-    """The --romfs path of deploy(): build the image, check it fits, write it with mpremote, mount it, verify."""
+def _deploy_romfs(port: str, board: str, name: str, data: bytes, runtime: dict, example, progress=None) -> dict:
+    """The --romfs path of deploy(): build the image, check it fits, write it with mpremote, mount it, verify; then
+    the board's example (`example`, a local path or None) to the filesystem."""
     from microdx import romfs
 
     content = {f"lib/{remote}": local.read_bytes() for remote, local in runtime.items()}
     content[name] = data
     image = romfs.image(content)
-    t = _transport(port)
-    try:
+    with _session(port) as t:
         size = _romfs_partition(t, port)
-    finally:
-        t.exit_raw_repl()
-        t.close()
     if len(image) > size:
         raise DeviceError("BudgetError", f"the ROMFS image ({len(image):,} bytes: the model and udx's .mpy files) "
                                          f"does not fit the board's ROMFS partition ({size:,} bytes): short by "
                                          f"{len(image) - size:,} bytes; compress the model further or deploy "
                                          f"without --romfs")
     _write_romfs(port, image, progress)
-    t = _transport(port)
-    try:   # mount what was written and check every file there, as the board will read it
+    with _session(port) as t:   # mount what was written and check every file there, as the board will read it
         t.exec("import vfs\ntry:\n vfs.umount('/rom')\nexcept OSError:\n pass\n"
                "vfs.mount(vfs.VfsRom(vfs.rom_ioctl(2, 0)), '/rom')")
         for path, want in content.items():
@@ -208,17 +213,7 @@ def _deploy_romfs(port: str, board: str, name: str, data: bytes, runtime: dict, 
             if got != hashlib.sha256(want).hexdigest():
                 raise DeviceError("DeployError", f"/rom/{path} on the board does not match the image written "
                                                  f"(SHA-256 {got}): run deploy --romfs again")
-        copied = []
-        if main:
-            local = (paths.repo_dir("boards") / board / "main.py").read_bytes()
-            if _remote_sha256(t, "main.py") != hashlib.sha256(local).hexdigest():
-                _put(t, "main.py", local)
-                copied.append("main.py")
-    finally:
-        try:
-            t.exit_raw_repl()
-        finally:
-            t.close()
+        copied = ["main.py"] if example and _sync(t, "main.py", example.read_bytes()) else []
     return {"port": port, "board": board, "copied": sorted(f"/rom/{p}" for p in content) + copied, "skipped": [],
             "model": f"/rom/{name}", "model_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
             "image_bytes": len(image), "partition_bytes": size}

@@ -132,10 +132,3 @@ def pad_folder(folder, suffix: str = ".dxb") -> None:
 def _folder_image(folder: Path) -> bytes:
     with contextlib.redirect_stdout(io.StringIO()):   # it prints the tree it packs
         return make_romfs(str(folder), mpy_cross=False)
-
-
-def folder_files(folder) -> dict[str, bytes]:
-    """{path relative to `folder`, with '/': bytes} of every file under `folder`."""
-    folder = Path(folder)
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
